@@ -1,0 +1,44 @@
+"""pidproc: Python's subprocess on Linux, with every child held by a pidfd.
+
+``import pidproc as subprocess`` works for existing code: every public name
+of the running Python's subprocess is here, the exceptions and constants are
+the stdlib's own objects, and ``pidproc.Popen`` subclasses
+``subprocess.Popen``.  What changes: the child is held by a pidfd from the
+instant it exists (``Popen.pidfd``), waits wake the moment it exits, signals
+never reach a process that merely inherited its PID, and ``user=``/
+``group=`` never fork.
+"""
+
+from __future__ import annotations
+
+import subprocess as _subprocess
+from subprocess import *  # noqa: F403  (every public name, the stdlib's own objects)
+from subprocess import (
+    DEVNULL,
+    PIPE,
+    STDOUT,
+    CalledProcessError,
+    CompletedProcess,
+    SubprocessError,
+    TimeoutExpired,
+)
+
+from ._api import call, check_call, check_output, getoutput, getstatusoutput, run
+from ._backends import BACKENDS, backends, use_backend
+from ._errors import BackendUnavailable
+from ._popen import Popen
+
+__version__ = "0.1.0"
+
+__all__ = [
+    *_subprocess.__all__,
+    "BACKENDS",
+    "BackendUnavailable",
+    "backends",
+    "use_backend",
+]
+
+# Names every version has, listed so that linters see them used.
+_ = (DEVNULL, PIPE, STDOUT, CalledProcessError, CompletedProcess, SubprocessError, TimeoutExpired)
+_ = (call, check_call, check_output, getoutput, getstatusoutput, run, Popen)
+del _

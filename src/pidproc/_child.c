@@ -1,0 +1,220 @@
+/* The child side of the clone3 and clone paths.
+ *
+ * CONTRACT.  pidproc_child_main() runs in a child created with CLONE_VM |
+ * CLONE_VFORK: it shares every page of the parent's memory, including the
+ * parent thread's TLS (errno), while the parent thread is suspended until
+ * the child execs or exits.  Therefore, from here until execve/_exit:
+ *   - only async-signal-safe calls (POSIX.1 list) and raw syscalls;
+ *   - no malloc/free, no stdio, no locks, no writes to global state other
+ *     than req->err_step/err_errno, which is how the failure is reported;
+ *   - no glibc set*id wrappers: they broadcast the change to every thread
+ *     of the process (nptl's setxid), and the "process" here is the parent's
+ *     threads; raw syscalls change only this task;
+ *   - the stack is a buffer in the parent's frame (see _clone.c), so no
+ *     large locals and no recursion.
+ * The steps and their order are those of CPython's _posixsubprocess
+ * child_exec, so every error is the one the stdlib reports.
+ */
+#include "_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifndef __NR_close_range
+#define __NR_close_range 436
+#endif
+
+extern char **environ;
+
+static void fail(struct pidproc_spawn *req, int step, int err)
+{
+    req->err_step = step;
+    req->err_errno = err;
+    _exit(255);
+}
+
+static int set_inheritable(int fd, int inheritable)
+{
+    int flags = fcntl(fd, F_GETFD);
+    if (flags < 0)
+        return -1;
+    int want = inheritable ? (flags & ~FD_CLOEXEC) : (flags | FD_CLOEXEC);
+    if (want == flags)
+        return 0;
+    return fcntl(fd, F_SETFD, want);
+}
+
+static void reset_signal_handlers(void)
+{
+    /* What CLONE_CLEAR_SIGHAND does in the kernel: handled signals go back
+     * to SIG_DFL, ignored ones stay ignored (exec would keep SIG_IGN too). */
+    for (int sig = 1; sig < _NSIG; sig++) {
+        struct sigaction sa;
+        if (sigaction(sig, NULL, &sa) != 0)
+            continue;   /* glibc's reserved signals answer EINVAL */
+        if (sa.sa_handler == SIG_IGN || sa.sa_handler == SIG_DFL)
+            continue;
+        sa.sa_handler = SIG_DFL;
+        sa.sa_flags = 0;
+        sigemptyset(&sa.sa_mask);
+        (void)sigaction(sig, &sa, NULL);
+    }
+}
+
+static int is_kept(const struct pidproc_spawn *req, int fd)
+{
+    for (int i = 0; i < req->n_keep_fds; i++)
+        if (req->keep_fds[i] == fd)
+            return 1;
+    return 0;
+}
+
+/* Without close_range (before 5.9, or denied by seccomp): read /proc/self/fd
+ * with raw getdents64 into a small stack buffer, as CPython does.  */
+struct linux_dirent64 {
+    unsigned long long d_ino;
+    long long d_off;
+    unsigned short d_reclen;
+    unsigned char d_type;
+    char d_name[];
+};
+
+static int parse_fd(const char *s)
+{
+    int n = 0;
+    if (*s == '\0')
+        return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return -1;
+        n = n * 10 + (*s - '0');
+    }
+    return n;
+}
+
+static void close_fds_by_listing(const struct pidproc_spawn *req)
+{
+    int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0) {
+        /* No /proc: close every possible number up to the soft limit. */
+        struct rlimit rl;
+        long max = 65536;
+        if (syscall(SYS_getrlimit, RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+            max = (long)rl.rlim_cur;
+        for (long fd = 3; fd < max; fd++)
+            if (!is_kept(req, (int)fd))
+                (void)close((int)fd);
+        return;
+    }
+    char buf[2048] __attribute__((aligned(8)));
+    long n;
+    while ((n = syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
+        for (long off = 0; off < n;) {
+            struct linux_dirent64 *d = (struct linux_dirent64 *)(buf + off);
+            int fd = parse_fd(d->d_name);
+            if (fd >= 3 && fd != dir && !is_kept(req, fd))
+                (void)close(fd);
+            off += d->d_reclen;
+        }
+    }
+    (void)close(dir);
+}
+
+static void close_open_fds(const struct pidproc_spawn *req)
+{
+    unsigned int start = 3;
+    for (int i = 0; i < req->n_keep_fds; i++) {
+        unsigned int keep = (unsigned int)req->keep_fds[i];
+        if (keep < start)
+            continue;
+        if (keep > start && syscall(__NR_close_range, start, keep - 1, 0) != 0)
+            goto fallback;
+        start = keep + 1;
+    }
+    if (syscall(__NR_close_range, start, ~0U, 0) == 0)
+        return;
+fallback:
+    close_fds_by_listing(req);
+}
+
+int pidproc_child_main(void *arg)
+{
+    struct pidproc_child *ctx = arg;
+    struct pidproc_spawn *req = ctx->req;
+
+    if (!ctx->handlers_cleared)
+        reset_signal_handlers();
+    /* The parent blocked every signal around clone; give the program the
+     * caller's mask back, as CPython's child does first thing. */
+    sigprocmask(SIG_SETMASK, ctx->old_mask, NULL);
+
+    if (req->probe_only)
+        _exit(0);
+
+    for (int i = 0; i < req->n_keep_fds; i++)
+        if (set_inheritable(req->keep_fds[i], 1) < 0)
+            fail(req, PIDPROC_STEP_OTHER, errno);
+
+    int in = req->stdin_fd, out = req->stdout_fd, err = req->stderr_fd;
+    /* When a source fd is itself 0, 1 or 2 it could be overwritten by an
+     * earlier dup2 (bpo-12607): move it out of the way first. */
+    if (out == 0) {
+        if ((out = dup(out)) < 0 || set_inheritable(out, 0) < 0)
+            fail(req, PIDPROC_STEP_OTHER, errno);
+    }
+    while (err == 0 || err == 1) {
+        if ((err = dup(err)) < 0 || set_inheritable(err, 0) < 0)
+            fail(req, PIDPROC_STEP_OTHER, errno);
+    }
+    /* dup2 onto the same number would keep FD_CLOEXEC: clear it instead. */
+    const int src[3] = {in, out, err};
+    for (int target = 0; target < 3; target++) {
+        if (src[target] == target) {
+            if (set_inheritable(target, 1) < 0)
+                fail(req, PIDPROC_STEP_OTHER, errno);
+        } else if (src[target] != -1 && dup2(src[target], target) < 0) {
+            fail(req, PIDPROC_STEP_OTHER, errno);
+        }
+    }
+
+    if (req->cwd && chdir(req->cwd) < 0)
+        fail(req, PIDPROC_STEP_CHDIR, errno);
+    if (req->umask >= 0)
+        umask((mode_t)req->umask);
+    if (req->restore_signals) {
+        signal(SIGPIPE, SIG_DFL);
+        signal(SIGXFSZ, SIG_DFL);
+    }
+    if (req->new_session && setsid() < 0)
+        fail(req, PIDPROC_STEP_OTHER, errno);
+    if (req->pgid >= 0 && setpgid(0, req->pgid) < 0)
+        fail(req, PIDPROC_STEP_OTHER, errno);
+
+    /* Groups, then gid, then uid: once the uid is dropped the others can no
+     * longer be changed.  Raw syscalls, see the contract above. */
+    if (req->n_groups >= 0 && syscall(SYS_setgroups, req->n_groups, req->groups) < 0)
+        fail(req, PIDPROC_STEP_OTHER, errno);
+    if (req->gid != -1 && syscall(SYS_setregid, (gid_t)req->gid, (gid_t)req->gid) < 0)
+        fail(req, PIDPROC_STEP_OTHER, errno);
+    if (req->uid != -1 && syscall(SYS_setreuid, (uid_t)req->uid, (uid_t)req->uid) < 0)
+        fail(req, PIDPROC_STEP_OTHER, errno);
+
+    if (req->close_fds)
+        close_open_fds(req);
+
+    /* Try each candidate as the stdlib does; report the first error that is
+     * not "not there" (ENOENT/ENOTDIR), else the last one. */
+    int saved = 0;
+    char **envp = req->envp ? req->envp : environ;
+    for (int i = 0; i < req->n_exec; i++) {
+        execve(req->exec_paths[i], req->argv, envp);
+        if (errno != ENOENT && errno != ENOTDIR && saved == 0)
+            saved = errno;
+    }
+    fail(req, PIDPROC_STEP_EXEC, saved ? saved : (req->n_exec ? errno : ENOENT));
+    return 255;
+}

@@ -1,0 +1,224 @@
+/* The clone3 and legacy clone spawn paths.
+ *
+ * Both create the child with CLONE_VM | CLONE_VFORK | CLONE_PIDFD: no page
+ * tables are copied (as vfork), the parent thread sleeps until the child
+ * execs or exits, and the kernel hands back a pidfd for the child in the
+ * same syscall, so there is no instant at which the child exists without a
+ * handle that cannot be recycled.
+ *
+ * The child's stack is a buffer in this function's frame, as musl's
+ * posix_spawn does: the parent thread is suspended inside the syscall with
+ * all signals blocked, so nothing else uses that memory meanwhile, and no
+ * mmap/munmap pair is paid per spawn.
+ *
+ * clone3 (kernel 5.3) needs a trampoline: with a new stack the child resumes
+ * inside the syscall instruction on an empty stack, so it must not return
+ * into C.  CLONE_CLEAR_SIGHAND (5.5) resets the handlers in the kernel and
+ * saves the child ~64 sigaction calls.  Legacy clone (CLONE_PIDFD since 5.2)
+ * goes through glibc's clone(), which switches stacks itself.
+ */
+#include "_internal.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+#define PIDPROC_CLONE_CLEAR_SIGHAND 0x100000000ULL
+#ifndef __NR_clone3
+#define __NR_clone3 435
+#endif
+#ifndef __NR_pidfd_open
+#define __NR_pidfd_open 434
+#endif
+#define PIDPROC_P_PIDFD 3
+
+/* Big enough for pidproc_child_main (its largest local is a 2 KiB
+ * getdents buffer) plus whatever glibc's execve/sigaction need. */
+#define CHILD_STACK_SIZE (32 * 1024)
+
+void pidproc_fill_vectors(struct pidproc_spawn *req)
+{
+    char *p = req->argv_buf;
+    for (int i = 0; i < req->argc; i++) {
+        req->argv[i] = p;
+        while (*p++) {}
+    }
+    req->argv[req->argc] = NULL;
+    if (req->envp) {
+        p = req->envp_buf;
+        for (int i = 0; i < req->envc; i++) {
+            req->envp[i] = p;
+            while (*p++) {}
+        }
+        req->envp[req->envc] = NULL;
+    }
+    p = req->exec_buf;
+    for (int i = 0; i < req->n_exec; i++) {
+        req->exec_paths[i] = p;
+        while (*p++) {}
+    }
+    req->exec_paths[req->n_exec] = NULL;
+}
+
+void pidproc_reap_failed(struct pidproc_spawn *req)
+{
+    int saved = errno;
+    if (req->pidfd >= 0) {
+        siginfo_t info;
+        while (waitid((idtype_t)PIDPROC_P_PIDFD, (id_t)req->pidfd, &info, WEXITED) < 0 && errno == EINTR) {}
+        close(req->pidfd);
+    } else {
+        while (waitpid(req->pid, NULL, 0) < 0 && errno == EINTR) {}
+    }
+    req->pidfd = -1;
+    req->pid = 0;
+    errno = saved;
+}
+
+/* After a successful clone: check the pidfd slot (Go found emulators that
+ * ignore CLONE_PIDFD) and reap a child that failed before exec. */
+static int finish(struct pidproc_spawn *req, long pid)
+{
+    req->pid = (int)pid;
+    if (req->err_step != PIDPROC_STEP_NONE) {
+        pidproc_reap_failed(req);
+        return 0;
+    }
+    if (req->pidfd < 0) {
+        /* Not yet reaped, so the PID is still this child's: race-free. */
+        long fd = syscall(__NR_pidfd_open, (pid_t)pid, 0);
+        req->pidfd = fd >= 0 ? (int)fd : -1;
+    }
+    return 0;
+}
+
+static int not_here(int err)
+{
+    return err == ENOSYS || err == EPERM || err == EINVAL;
+}
+
+#if defined(__x86_64__)
+struct clone_args_v0 {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+};
+
+/* Returns the child's pid or -errno in the parent; the child calls fn(arg)
+ * on its new stack and exits with its result, never returning here. */
+static long clone3_call(struct clone_args_v0 *ca, int (*fn)(void *), void *arg)
+{
+    register long rax __asm__("rax") = __NR_clone3;
+    register void *rdi __asm__("rdi") = ca;
+    register long rsi __asm__("rsi") = sizeof *ca;
+    register int (*rdx)(void *) __asm__("rdx") = fn;
+    register void *r8 __asm__("r8") = arg;
+    __asm__ volatile(
+        "syscall\n\t"
+        "test %%rax, %%rax\n\t"
+        "jnz 1f\n\t"
+        /* child: rsp is the 16-byte aligned top of the new stack */
+        "xor %%ebp, %%ebp\n\t"
+        "mov %%r8, %%rdi\n\t"
+        "call *%%rdx\n\t"
+        "mov %%eax, %%edi\n\t"
+        "mov $231, %%eax\n\t"   /* exit_group */
+        "syscall\n\t"
+        "hlt\n"
+        "1:\n\t"
+        : "+r"(rax)
+        : "r"(rdi), "r"(rsi), "r"(rdx), "r"(r8)
+        : "rcx", "r11", "memory", "cc");
+    return rax;
+}
+
+/* Set once a kernel (5.3, 5.4) rejected CLONE_CLEAR_SIGHAND: a fact about
+ * the kernel, so caching it is safe.  A benign race at worst retries. */
+static int clear_sighand_rejected;
+
+int pidproc_clone3_compiled(void) { return 1; }
+
+int pidproc_spawn_clone3(struct pidproc_spawn *req)
+{
+    char stack[CHILD_STACK_SIZE] __attribute__((aligned(16)));
+    sigset_t all, old;
+    struct pidproc_child ctx = {req, &old, 0};
+    int saved_errno = errno;
+
+    pidproc_fill_vectors(req);
+    req->pidfd = -1;
+    req->pid = 0;
+    req->err_step = PIDPROC_STEP_NONE;
+    req->err_errno = 0;
+
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    long pid;
+    for (;;) {
+        struct clone_args_v0 ca = {0};
+        ctx.handlers_cleared = !clear_sighand_rejected;
+        ca.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD |
+                   (ctx.handlers_cleared ? PIDPROC_CLONE_CLEAR_SIGHAND : 0);
+        ca.pidfd = (uint64_t)(uintptr_t)&req->pidfd;
+        ca.exit_signal = SIGCHLD;
+        ca.stack = (uint64_t)(uintptr_t)stack;
+        ca.stack_size = sizeof stack;
+        pid = clone3_call(&ca, pidproc_child_main, &ctx);
+        if (pid == -EINVAL && ctx.handlers_cleared) {
+            clear_sighand_rejected = 1;
+            continue;
+        }
+        break;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = saved_errno;   /* the child ran on this thread's TLS */
+
+    if (pid < 0) {
+        req->pidfd = -1;
+        return not_here((int)-pid) ? (int)pid : (int)-pid;
+    }
+    return finish(req, pid);
+}
+#else
+int pidproc_clone3_compiled(void) { return 0; }
+
+int pidproc_spawn_clone3(struct pidproc_spawn *req)
+{
+    (void)req;
+    return -ENOSYS;   /* no trampoline for this architecture: start at clone() */
+}
+#endif
+
+int pidproc_spawn_clone(struct pidproc_spawn *req)
+{
+    char stack[CHILD_STACK_SIZE] __attribute__((aligned(16)));
+    sigset_t all, old;
+    struct pidproc_child ctx = {req, &old, 0};
+    int saved_errno = errno;
+
+    pidproc_fill_vectors(req);
+    req->pidfd = -1;
+    req->pid = 0;
+    req->err_step = PIDPROC_STEP_NONE;
+    req->err_errno = 0;
+
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    /* With CLONE_PIDFD the kernel stores the pidfd through parent_tid. */
+    int pid = clone(pidproc_child_main, stack + sizeof stack,
+                    CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &ctx,
+                    &req->pidfd);
+    int clone_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = saved_errno;
+
+    if (pid < 0) {
+        req->pidfd = -1;
+        return not_here(clone_errno) ? -clone_errno : clone_errno;
+    }
+    return finish(req, pid);
+}

@@ -1,0 +1,74 @@
+/* The one interface between Python and the C spawn core.
+ *
+ * This file is read twice: by the C compiler (included from the .c files)
+ * and by cffi's cdef parser (build_ffi.py), so it holds declarations only:
+ * no #include, no #define, no macros.
+ *
+ * Python fills one struct pidproc_spawn with everything already converted
+ * (argv, envp, the candidate executables, the fd plan, the credentials), so
+ * the child created by clone neither allocates nor frees; the child reports a
+ * failure by writing err_step/err_errno into the same struct (it shares the
+ * parent's memory until it execs or exits).
+ *
+ * Every spawn function returns:
+ *   0       a child was created.  err_step == 0: it is running the program,
+ *           pid and pidfd are set.  err_step != 0: it failed at that step
+ *           before exec and has already been reaped; its pidfd is closed.
+ *   > 0     an errno: the spawn syscall itself failed (EAGAIN, ENOMEM,
+ *           EMFILE, ...); nothing was created.
+ *   < 0     -errno: this path cannot work in this process (ENOSYS, EPERM
+ *           from a seccomp filter, EINVAL for an unknown flag); nothing was
+ *           created and the caller may try the next path.
+ */
+
+enum pidproc_step {
+    PIDPROC_STEP_NONE = 0,
+    PIDPROC_STEP_EXEC = 1,    /* execve of every candidate failed */
+    PIDPROC_STEP_CHDIR = 2,   /* chdir(cwd) failed */
+    PIDPROC_STEP_OTHER = 3    /* a setup step before exec failed (dup2, setsid, setuid, ...) */
+};
+
+struct pidproc_spawn {
+    /* ---- in, owned by Python ---- */
+    char **argv;              /* argc + 1 slots, filled by C from argv_buf */
+    char *argv_buf;           /* argc NUL-terminated strings back to back */
+    int argc;
+    char **envp;              /* NULL: inherit environ; else envc + 1 slots */
+    char *envp_buf;
+    int envc;
+    char **exec_paths;        /* candidate executables, in PATH order */
+    char *exec_buf;
+    int n_exec;
+    const char *cwd;          /* NULL: stay */
+    int stdin_fd;             /* -1: inherit; else dup2'd onto 0 */
+    int stdout_fd;
+    int stderr_fd;
+    const int *keep_fds;      /* sorted, made inheritable (pass_fds) */
+    int n_keep_fds;
+    int close_fds;
+    int restore_signals;      /* SIGPIPE and SIGXFSZ back to SIG_DFL */
+    int new_session;          /* setsid() */
+    int pgid;                 /* -1: leave; else setpgid(0, pgid) */
+    int umask;                /* -1: leave */
+    long long uid;            /* -1: leave */
+    long long gid;            /* -1: leave */
+    const unsigned int *groups;
+    int n_groups;             /* -1: leave */
+    int probe_only;           /* the child _exit(0)s at once (capability probes) */
+    /* ---- out ---- */
+    int pid;
+    int pidfd;
+    int err_step;             /* enum pidproc_step */
+    int err_errno;
+};
+
+int pidproc_spawn_clone3(struct pidproc_spawn *req);
+int pidproc_spawn_clone(struct pidproc_spawn *req);
+int pidproc_spawn_pidfd_spawn(struct pidproc_spawn *req);
+
+/* 1 when this build has a clone3 trampoline for the CPU architecture. */
+int pidproc_clone3_compiled(void);
+/* 1 when the running glibc exports pidfd_spawn (2.39+); looked up at run time. */
+int pidproc_pidfd_spawn_available(void);
+/* The running glibc's version string, e.g. "2.36". */
+const char *pidproc_glibc_version(void);

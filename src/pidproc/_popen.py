@@ -1,0 +1,347 @@
+"""``pidproc.Popen``: the stdlib's Popen, with the child held by a pidfd.
+
+Only the POSIX hooks change; everything else (argument checking, pipes,
+text wrappers, communicate, context manager) is the stdlib's own code:
+
+``_execute_child``  spawns through the chosen path (``_backends``) and keeps
+                    the pidfd the kernel returned with the child.
+``_internal_poll``  ``waitid(P_PIDFD, WNOHANG)``: one syscall, never another
+                    process's status.
+``_wait``           no timeout: ``waitid(P_PIDFD)``; with one: ``poll()`` on
+                    the pidfd, so the exit is seen at once (no sleep loop).
+``send_signal``     ``pidfd_send_signal``: a recycled PID is never hit.
+
+When a child was reaped behind our back (SIGCHLD ignored, a foreign
+``waitpid(-1)``), its real exit status is read with PIDFD_INFO_EXIT where
+the kernel keeps it (6.15+); the stdlib reports 0 there.
+
+A Popen without a pidfd (path ``pid``, or a kernel without pidfds) runs the
+stdlib's methods unchanged.
+
+The pidfd stays open while the Popen lives, so it can be handed to
+selectors or asyncio; it is closed when a ``with Popen(...)`` block ends
+with the child reaped, or when the Popen is garbage-collected.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import select
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from time import monotonic as _time
+from typing import Any
+
+from . import _backends
+from ._pidfd_info import exit_status_after_reap
+from ._request import SpawnRequest, build_spec
+
+_STDLIB_EXECUTE_CHILD = subprocess.Popen._execute_child  # type: ignore[attr-defined]
+_STDLIB_TAKES_PGID = "process_group" in inspect.signature(_STDLIB_EXECUTE_CHILD).parameters
+_NO_PGID = -1
+# pidfd_spawn closes the gaps below the highest pass_fd one action each.
+_MAX_SPAWNABLE_PASS_FD = 1024
+
+
+class _PidfdHandle:
+    """Owns the pidfd: closed exactly once, at close() or when collected.
+
+    Kept apart from the Popen because the stdlib resurrects a Popen whose
+    child still runs (``subprocess._active``) and never calls its ``__del__``
+    again; this object dies with the last reference, whichever comes last.
+    """
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def close(self, _close: Callable[[int], None] = os.close) -> None:
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            _close(fd)
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _returncode(result: Any) -> int:
+    """A waitid result as Popen.returncode (negative signal number if killed)."""
+    if result.si_code == os.CLD_EXITED:
+        return int(result.si_status)
+    return -int(result.si_status)
+
+
+class Popen(subprocess.Popen):  # type: ignore[type-arg]
+    __doc__ = subprocess.Popen.__doc__
+
+    backend: str | None = None
+    """The spawn path this child took: pidfd_spawn, clone3, clone, fork or pid."""
+
+    _pidfd_handle: _PidfdHandle | None = None
+
+    @property
+    def pidfd(self) -> int | None:
+        """The child's pidfd (close-on-exec), or None without one or once closed."""
+        handle = self._pidfd_handle
+        if handle is None or handle.fd < 0:
+            return None
+        return handle.fd
+
+    # ---- spawning ---------------------------------------------------------
+
+    def _execute_child(  # type: ignore[override]
+        self,
+        args: Any,
+        executable: Any,
+        preexec_fn: Callable[[], Any] | None,
+        close_fds: bool,
+        pass_fds: Any,
+        cwd: Any,
+        env: Any,
+        startupinfo: Any,
+        creationflags: int,
+        shell: bool,
+        p2cread: int,
+        p2cwrite: int,
+        c2pread: int,
+        c2pwrite: int,
+        errread: int,
+        errwrite: int,
+        restore_signals: bool,
+        gid: int | None,
+        gids: Any,
+        uid: int | None,
+        umask: int,
+        start_new_session: bool,
+        process_group: int = _NO_PGID,
+    ) -> None:
+        stdlib_args = [
+            args, executable, preexec_fn, close_fds, pass_fds, cwd, env, startupinfo,
+            creationflags, shell, p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite,
+            restore_signals, gid, gids, uid, umask, start_new_session,
+        ]  # fmt: skip
+        if _STDLIB_TAKES_PGID:
+            stdlib_args.append(process_group)
+
+        posix_spawnable = (
+            umask < 0
+            and uid is None
+            and gid is None
+            and gids is None
+            and all(fd == -1 or fd > 2 or fd == n for n, fd in enumerate((p2cread, c2pwrite, errwrite)))
+            and (not pass_fds or max(pass_fds) < _MAX_SPAWNABLE_PASS_FD)
+        )
+        names = _backends.chain(preexec=preexec_fn is not None, posix_spawnable=posix_spawnable)
+        c_names = [n for n in names if n in _backends.C_BACKENDS]
+        if c_names:
+            spawned = self._spawn_in_c(
+                c_names, args, executable, shell, cwd, env, pass_fds, close_fds,
+                (p2cread, c2pwrite, errwrite), restore_signals, start_new_session,
+                process_group, uid, gid, gids, umask,
+            )  # fmt: skip
+            if spawned is not None:
+                self._adopt(spawned.pid, spawned.pidfd, spawned.backend)
+                self._close_pipe_fds(p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite)
+                return
+        # The stdlib spawns (vfork, posix_spawn, or fork for preexec_fn).
+        _STDLIB_EXECUTE_CHILD(self, *stdlib_args)
+        if "fork" in names:
+            self._adopt(self.pid, self._open_pidfd_of_child(), "fork")
+        else:
+            self.backend = "pid"
+
+    def _spawn_in_c(
+        self,
+        names: list[str],
+        args: Any,
+        executable: Any,
+        shell: bool,
+        cwd: Any,
+        env: Any,
+        pass_fds: Any,
+        close_fds: bool,
+        fds: tuple[int, int, int],
+        restore_signals: bool,
+        start_new_session: bool,
+        process_group: int,
+        uid: int | None,
+        gid: int | None,
+        gids: Any,
+        umask: int,
+    ) -> _backends.Spawned | None:
+        # The stdlib's own normalisation (subprocess.py, POSIX _execute_child).
+        if isinstance(args, (str, bytes)):
+            args = [args]
+        elif isinstance(args, os.PathLike):
+            if shell:
+                raise TypeError("path-like args is not allowed when shell is true")
+            args = [args]
+        else:
+            args = list(args)
+        if shell:
+            unix_shell = "/system/bin/sh" if hasattr(sys, "getandroidapilevel") else "/bin/sh"
+            args = [unix_shell, "-c", *args]
+            if executable:
+                args[0] = executable
+        if executable is None:
+            executable = args[0]
+        sys.audit("subprocess.Popen", executable, args, cwd, env)
+
+        spec = build_spec(
+            args, executable, env, cwd, pass_fds, close_fds, fds, restore_signals,
+            start_new_session, process_group, uid, gid, gids, umask,
+        )  # fmt: skip
+        request = SpawnRequest(spec)
+        for name in names:
+            spawned = _backends.spawn_c(name, request, executable, cwd)
+            if spawned is not None:
+                return spawned
+        return None
+
+    def _adopt(self, pid: int, pidfd: int | None, backend: str) -> None:
+        self.pid = pid
+        self._child_created = True
+        self.backend = backend
+        if pidfd is not None:
+            self._pidfd_handle = _PidfdHandle(pidfd)
+
+    def _open_pidfd_of_child(self) -> int | None:
+        """pidfd_open after the stdlib spawned: race-free while the child is
+        unreaped, and we check that it still is (a foreign reaper could have
+        taken it and its PID been recycled in between)."""
+        try:
+            fd = os.pidfd_open(self.pid)
+        except OSError:
+            return None  # EMFILE and friends: carry on exactly as the stdlib
+        try:
+            os.waitid(os.P_PIDFD, fd, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            os.close(fd)
+            return None
+        return fd
+
+    # ---- waiting ----------------------------------------------------------
+
+    def _reaped_elsewhere(self, deadstate: int | None) -> None:
+        """ECHILD: someone else reaped our child.  Report its real status."""
+        handle = self._pidfd_handle
+        status = exit_status_after_reap(handle.fd) if handle is not None and handle.fd >= 0 else None
+        if status is not None:
+            self.returncode = os.waitstatus_to_exitcode(status)
+        else:
+            self.returncode = deadstate if deadstate is not None else 0
+
+    def _internal_poll(  # type: ignore[override]
+        self,
+        _deadstate: int | None = None,
+        _waitid: Callable[..., Any] = os.waitid,
+        _P_PIDFD: int = os.P_PIDFD,
+        _FLAGS: int = os.WEXITED | os.WNOHANG,
+    ) -> int | None:
+        # Called by __del__: only locals and default arguments from here.
+        handle = self._pidfd_handle
+        if handle is None:
+            return super()._internal_poll(_deadstate=_deadstate)  # type: ignore[misc,no-any-return]
+        if self.returncode is not None:
+            return self.returncode  # type: ignore[no-any-return]
+        if not self._waitpid_lock.acquire(False):
+            return None  # another thread is waiting: we know nothing yet
+        try:
+            if self.returncode is None:
+                try:
+                    result = _waitid(_P_PIDFD, handle.fd, _FLAGS)
+                except ChildProcessError:
+                    self._reaped_elsewhere(_deadstate)
+                except OSError:
+                    if _deadstate is not None:
+                        self.returncode = _deadstate
+                else:
+                    if result is not None:
+                        self.returncode = _returncode(result)
+        finally:
+            self._waitpid_lock.release()
+        return self.returncode  # type: ignore[no-any-return]
+
+    def _reap_locked(self, flags: int) -> bool:
+        """waitid on the pidfd; the caller holds _waitpid_lock. True once reaped."""
+        if self.returncode is not None:
+            return True
+        handle = self._pidfd_handle
+        assert handle is not None
+        try:
+            result = os.waitid(os.P_PIDFD, handle.fd, flags)
+        except ChildProcessError:
+            self._reaped_elsewhere(None)
+            return True
+        if result is None:
+            return False
+        self.returncode = _returncode(result)
+        return True
+
+    def _wait(self, timeout: float | None) -> int:
+        if self.returncode is not None:
+            return self.returncode  # type: ignore[no-any-return]
+        handle = self._pidfd_handle
+        if handle is None:
+            return super()._wait(timeout)  # type: ignore[misc,no-any-return]
+        if timeout is None:
+            while self.returncode is None:
+                with self._waitpid_lock:
+                    self._reap_locked(os.WEXITED)
+            return self.returncode  # type: ignore[no-any-return]
+
+        endtime = _time() + timeout
+        poller: select.poll | None = None
+        while True:
+            # The lock is held by a thread blocked in waitid until the exit:
+            # waiting for it up to our deadline is waiting for the exit.
+            if self._waitpid_lock.acquire(True, max(endtime - _time(), 0)):
+                try:
+                    if self._reap_locked(os.WEXITED | os.WNOHANG):
+                        return self.returncode  # type: ignore[no-any-return]
+                finally:
+                    self._waitpid_lock.release()
+            remaining = endtime - _time()
+            if remaining <= 0:
+                raise subprocess.TimeoutExpired(self.args, timeout)
+            if poller is None:
+                poller = select.poll()
+                poller.register(handle.fd, select.POLLIN)
+            # The pidfd turns readable the moment the child exits.
+            poller.poll(math.ceil(remaining * 1000))
+
+    # ---- signalling -------------------------------------------------------
+
+    def send_signal(self, sig: int) -> None:
+        handle = self._pidfd_handle
+        if handle is None:
+            return super().send_signal(sig)
+        # As the stdlib: poll first so a known-dead child is not signalled.
+        self.poll()
+        if self.returncode is not None:
+            return
+        try:
+            signal.pidfd_send_signal(handle.fd, sig)
+        except ProcessLookupError:
+            pass  # exited meanwhile; the pidfd cannot point anywhere else
+
+    # ---- end of life ------------------------------------------------------
+
+    def __exit__(self, exc_type: Any, value: Any, traceback: Any) -> None:
+        try:
+            super().__exit__(exc_type, value, traceback)
+        finally:
+            self._close_pidfd_if_reaped()
+
+    def _close_pidfd_if_reaped(self) -> None:
+        handle = self._pidfd_handle
+        if handle is None or self.returncode is None:
+            return
+        with self._waitpid_lock:
+            handle.close()
+

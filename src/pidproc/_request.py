@@ -1,0 +1,194 @@
+"""Turn Popen's arguments into the one struct the C core reads.
+
+Everything the child needs is converted here, in the parent, with the
+stdlib's own rules and its own exceptions (``TypeError`` for a wrong type,
+``ValueError('embedded null byte')``, ``ValueError('illegal environment
+variable name')``, ``ValueError('bad value(s) in fds_to_keep')``), so the
+child created by clone never allocates.  Strings are packed back to back in
+one buffer per vector and C points argv/envp into it: two allocations per
+vector instead of one per string.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._core import ffi
+
+StrOrBytesPath = str | bytes | os.PathLike[str] | os.PathLike[bytes]
+
+
+def fsencode_checked(value: Any) -> bytes:
+    """os.fsencode plus the NUL check that PyUnicode_FSConverter does."""
+    encoded = os.fsencode(value)
+    if b"\0" in encoded:
+        raise ValueError("embedded null byte")
+    return encoded
+
+
+def _pack(items: Sequence[bytes]) -> bytes:
+    return b"\0".join(items) + b"\0" if items else b""
+
+
+@dataclass
+class ChildSpec:
+    """What the child is to run, in the stdlib's terms, already validated."""
+
+    argv: list[bytes]
+    exec_paths: list[bytes]
+    envp: list[bytes] | None
+    cwd: bytes | None
+    stdin_fd: int
+    stdout_fd: int
+    stderr_fd: int
+    keep_fds: tuple[int, ...]
+    close_fds: bool
+    restore_signals: bool
+    new_session: bool
+    pgid: int
+    umask: int
+    uid: int | None
+    gid: int | None
+    groups: list[int] | None
+
+
+def build_spec(
+    args: list[Any],
+    executable: StrOrBytesPath,
+    env: Mapping[Any, Any] | None,
+    cwd: StrOrBytesPath | None,
+    pass_fds: Sequence[int],
+    close_fds: bool,
+    fds: tuple[int, int, int],
+    restore_signals: bool,
+    start_new_session: bool,
+    process_group: int,
+    uid: int | None,
+    gid: int | None,
+    gids: Sequence[int] | None,
+    umask: int,
+) -> ChildSpec:
+    """Validate and convert in the order the stdlib does, so the first bad
+    argument raises the same exception it would raise there."""
+    if env is not None:
+        envp = []
+        for k, v in env.items():
+            key = os.fsencode(k)
+            if b"=" in key:
+                raise ValueError("illegal environment variable name")
+            envp.append(key + b"=" + os.fsencode(v))
+    else:
+        envp = None
+    exe = os.fsencode(executable)
+    if os.path.dirname(exe):
+        exec_paths = [exe]
+    else:
+        # This matches the stdlib (and os._execvpe): the child's PATH.
+        exec_paths = [os.path.join(os.fsencode(d), exe) for d in os.get_exec_path(env)]
+    keep = tuple(sorted(map(int, set(pass_fds))))
+    if keep and keep[0] < 0:
+        raise ValueError("bad value(s) in fds_to_keep")
+    argv = [fsencode_checked(a) for a in args]
+    for item in exec_paths:
+        if b"\0" in item:
+            raise ValueError("embedded null byte")
+    if envp is not None:
+        for item in envp:
+            if b"\0" in item:
+                raise ValueError("embedded null byte")
+    cwd_b = fsencode_checked(cwd) if cwd is not None else None
+    return ChildSpec(
+        argv=argv,
+        exec_paths=exec_paths,
+        envp=envp,
+        cwd=cwd_b,
+        stdin_fd=fds[0],
+        stdout_fd=fds[1],
+        stderr_fd=fds[2],
+        keep_fds=keep,
+        close_fds=bool(close_fds),
+        restore_signals=bool(restore_signals),
+        new_session=bool(start_new_session),
+        pgid=process_group,
+        umask=umask,
+        uid=uid,
+        gid=gid,
+        groups=list(gids) if gids is not None else None,
+    )
+
+
+class SpawnRequest:
+    """The cffi struct for one spawn, with the buffers it points into."""
+
+    __slots__ = ("spec", "struct", "_keep")
+
+    def __init__(self, spec: ChildSpec, *, probe_only: bool = False) -> None:
+        self.spec = spec
+        r = ffi.new("struct pidproc_spawn *")
+        keep: list[Any] = []
+
+        def vector(items: list[bytes]) -> tuple[Any, Any]:
+            slots = ffi.new("char *[]", len(items) + 1)
+            buf = ffi.new("char[]", _pack(items))
+            keep.extend((slots, buf))
+            return slots, buf
+
+        r.argv, r.argv_buf = vector(spec.argv)
+        r.argc = len(spec.argv)
+        if spec.envp is not None:
+            r.envp, r.envp_buf = vector(spec.envp)
+            r.envc = len(spec.envp)
+        r.exec_paths, r.exec_buf = vector(spec.exec_paths)
+        r.n_exec = len(spec.exec_paths)
+        if spec.cwd is not None:
+            cwd = ffi.new("char[]", spec.cwd)
+            keep.append(cwd)
+            r.cwd = cwd
+        r.stdin_fd, r.stdout_fd, r.stderr_fd = spec.stdin_fd, spec.stdout_fd, spec.stderr_fd
+        if spec.keep_fds:
+            fds = ffi.new("int[]", spec.keep_fds)
+            keep.append(fds)
+            r.keep_fds = fds
+            r.n_keep_fds = len(spec.keep_fds)
+        r.close_fds = spec.close_fds
+        r.restore_signals = spec.restore_signals
+        r.new_session = spec.new_session
+        r.pgid = spec.pgid
+        r.umask = spec.umask
+        r.uid = -1 if spec.uid is None else spec.uid
+        r.gid = -1 if spec.gid is None else spec.gid
+        if spec.groups is None:
+            r.n_groups = -1
+        else:
+            groups = ffi.new("unsigned int[]", spec.groups or [0])
+            keep.append(groups)
+            r.groups = groups
+            r.n_groups = len(spec.groups)
+        r.probe_only = probe_only
+        self.struct = r
+        self._keep = keep
+
+
+def probe_spec() -> ChildSpec:
+    """A request whose child exits at once: used to learn whether a path works."""
+    return ChildSpec(
+        argv=[b"pidproc-probe"],
+        exec_paths=[],
+        envp=None,
+        cwd=None,
+        stdin_fd=-1,
+        stdout_fd=-1,
+        stderr_fd=-1,
+        keep_fds=(),
+        close_fds=False,
+        restore_signals=False,
+        new_session=False,
+        pgid=-1,
+        umask=-1,
+        uid=None,
+        gid=None,
+        groups=None,
+    )
