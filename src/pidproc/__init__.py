@@ -23,7 +23,14 @@ from subprocess import (
     TimeoutExpired,
 )
 
-from ._api import call, check_call, check_output, getoutput, getstatusoutput, run
+from ._api import (  # type: ignore[no-redef]  # ours replace the star-imported ones
+    call,
+    check_call,
+    check_output,
+    getoutput,
+    getstatusoutput,
+    run,
+)
 from ._backends import BACKENDS, backends, use_backend
 from ._errors import BackendUnavailable
 from ._popen import Popen
@@ -39,6 +46,6 @@ __all__ = [
 ]
 
 # Names every version has, listed so that linters see them used.
-_ = (DEVNULL, PIPE, STDOUT, CalledProcessError, CompletedProcess, SubprocessError, TimeoutExpired)
-_ = (call, check_call, check_output, getoutput, getstatusoutput, run, Popen)
-del _
+_EXPLICIT = (DEVNULL, PIPE, STDOUT, CalledProcessError, CompletedProcess, SubprocessError)
+_OURS = (TimeoutExpired, call, check_call, check_output, getoutput, getstatusoutput, run, Popen)
+del _EXPLICIT, _OURS

@@ -23,7 +23,11 @@ _namespace["Popen"] = Popen
 def _rebind(name: str) -> Any:
     original = getattr(subprocess, name)
     clone = types.FunctionType(
-        original.__code__, _namespace, original.__name__, original.__defaults__, original.__closure__
+        original.__code__,
+        _namespace,
+        original.__name__,
+        original.__defaults__,
+        original.__closure__,
     )
     clone.__kwdefaults__ = original.__kwdefaults__
     functools.update_wrapper(clone, original)

@@ -61,7 +61,9 @@ _forced: str | None = None
 
 def _validate(name: str | None, origin: str) -> str | None:
     if name is not None and name not in BACKENDS:
-        raise ValueError(f"{origin}={name!r}: unknown spawn path; choose one of {', '.join(BACKENDS)}")
+        raise ValueError(
+            f"{origin}={name!r}: unknown spawn path; choose one of {', '.join(BACKENDS)}"
+        )
     return name
 
 
@@ -216,7 +218,9 @@ def chain(*, preexec: bool, posix_spawnable: bool) -> list[str]:
     if force is not None:
         _static_check(force)
         if _state[force] is State.UNUSABLE:
-            raise BackendUnavailable(f"spawn path {force!r} was forced but cannot work here: {_reason[force]}")
+            raise BackendUnavailable(
+                f"spawn path {force!r} was forced but cannot work here: {_reason[force]}"
+            )
         names = names[names.index(force) :]
     out = []
     for name in names:
@@ -246,7 +250,9 @@ def spawn_c(name: str, request: SpawnRequest, executable: object, cwd: object) -
     if rc < 0:
         mark_unusable(name, f"{name}() answered {errno.errorcode.get(-rc, -rc)}")
         if forced() == name:
-            raise BackendUnavailable(f"spawn path {name!r} was forced but cannot work here: {_reason[name]}")
+            raise BackendUnavailable(
+                f"spawn path {name!r} was forced but cannot work here: {_reason[name]}"
+            )
         return None
     if rc > 0:
         raise OSError(rc, os.strerror(rc))

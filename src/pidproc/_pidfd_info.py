@@ -57,9 +57,12 @@ def pidfd_info(pidfd: int, mask: int = PIDFD_INFO_PID | PIDFD_INFO_CREDS) -> Pid
         if e.errno in _NOT_SUPPORTED:
             return None
         raise
-    fields = _LAYOUT.unpack(buf)
-    got = fields[0]
-    return PidfdInfo(*fields[:-1], exit_status=fields[-1] if got & PIDFD_INFO_EXIT else None)
+    mask_got, cgroupid, *ids, exit_code = _LAYOUT.unpack(buf)
+    pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid = ids
+    return PidfdInfo(
+        mask_got, cgroupid, pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid,
+        exit_status=exit_code if mask_got & PIDFD_INFO_EXIT else None,
+    )  # fmt: skip
 
 
 def exit_status_after_reap(pidfd: int, patience: float = 0.1) -> int | None:

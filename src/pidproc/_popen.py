@@ -32,9 +32,10 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from time import monotonic as _time
-from typing import Any
+from typing import Any, cast
 
 from . import _backends
 from ._pidfd_info import exit_status_after_reap
@@ -84,6 +85,13 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
 
     _pidfd_handle: _PidfdHandle | None = None
 
+    # The stdlib's private machinery we build on (absent from typeshed).
+    _waitpid_lock: threading.Lock
+    _child_created: bool
+    _close_pipe_fds: Callable[..., None]
+    _STDLIB_INTERNAL_POLL: Callable[..., int | None] = subprocess.Popen._internal_poll  # type: ignore[attr-defined]
+    _STDLIB_WAIT: Callable[..., int] = subprocess.Popen._wait  # type: ignore[attr-defined]
+
     @property
     def pidfd(self) -> int | None:
         """The child's pidfd (close-on-exec), or None without one or once closed."""
@@ -94,7 +102,7 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
 
     # ---- spawning ---------------------------------------------------------
 
-    def _execute_child(  # type: ignore[override]
+    def _execute_child(
         self,
         args: Any,
         executable: Any,
@@ -133,7 +141,9 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
             and uid is None
             and gid is None
             and gids is None
-            and all(fd == -1 or fd > 2 or fd == n for n, fd in enumerate((p2cread, c2pwrite, errwrite)))
+            and all(
+                fd == -1 or fd > 2 or fd == n for n, fd in enumerate((p2cread, c2pwrite, errwrite))
+            )
             and (not pass_fds or max(pass_fds) < _MAX_SPAWNABLE_PASS_FD)
         )
         names = _backends.chain(preexec=preexec_fn is not None, posix_spawnable=posix_spawnable)
@@ -230,13 +240,15 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
     def _reaped_elsewhere(self, deadstate: int | None) -> None:
         """ECHILD: someone else reaped our child.  Report its real status."""
         handle = self._pidfd_handle
-        status = exit_status_after_reap(handle.fd) if handle is not None and handle.fd >= 0 else None
+        status = (
+            exit_status_after_reap(handle.fd) if handle is not None and handle.fd >= 0 else None
+        )
         if status is not None:
             self.returncode = os.waitstatus_to_exitcode(status)
         else:
             self.returncode = deadstate if deadstate is not None else 0
 
-    def _internal_poll(  # type: ignore[override]
+    def _internal_poll(
         self,
         _deadstate: int | None = None,
         _waitid: Callable[..., Any] = os.waitid,
@@ -246,9 +258,9 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
         # Called by __del__: only locals and default arguments from here.
         handle = self._pidfd_handle
         if handle is None:
-            return super()._internal_poll(_deadstate=_deadstate)  # type: ignore[misc,no-any-return]
+            return self._STDLIB_INTERNAL_POLL(_deadstate=_deadstate)
         if self.returncode is not None:
-            return self.returncode  # type: ignore[no-any-return]
+            return self.returncode
         if not self._waitpid_lock.acquire(False):
             return None  # another thread is waiting: we know nothing yet
         try:
@@ -265,7 +277,7 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
                         self.returncode = _returncode(result)
         finally:
             self._waitpid_lock.release()
-        return self.returncode  # type: ignore[no-any-return]
+        return self.returncode
 
     def _reap_locked(self, flags: int) -> bool:
         """waitid on the pidfd; the caller holds _waitpid_lock. True once reaped."""
@@ -285,15 +297,15 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
 
     def _wait(self, timeout: float | None) -> int:
         if self.returncode is not None:
-            return self.returncode  # type: ignore[no-any-return]
+            return self.returncode
         handle = self._pidfd_handle
         if handle is None:
-            return super()._wait(timeout)  # type: ignore[misc,no-any-return]
+            return self._STDLIB_WAIT(timeout)
         if timeout is None:
             while self.returncode is None:
                 with self._waitpid_lock:
                     self._reap_locked(os.WEXITED)
-            return self.returncode  # type: ignore[no-any-return]
+            return self.returncode
 
         endtime = _time() + timeout
         poller: select.poll | None = None
@@ -303,7 +315,7 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
             if self._waitpid_lock.acquire(True, max(endtime - _time(), 0)):
                 try:
                     if self._reap_locked(os.WEXITED | os.WNOHANG):
-                        return self.returncode  # type: ignore[no-any-return]
+                        return cast(int, self.returncode)
                 finally:
                     self._waitpid_lock.release()
             remaining = endtime - _time()
@@ -344,4 +356,3 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
             return
         with self._waitpid_lock:
             handle.close()
-

