@@ -137,7 +137,8 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
             stdlib_args.append(process_group)
 
         posix_spawnable = (
-            umask < 0
+            isinstance(umask, int)
+            and umask < 0
             and uid is None
             and gid is None
             and gids is None

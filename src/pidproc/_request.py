@@ -11,6 +11,7 @@ vector instead of one per string.
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,16 @@ def fsencode_checked(value: Any) -> bytes:
     if b"\0" in encoded:
         raise ValueError("embedded null byte")
     return encoded
+
+
+def _c_int(value: Any) -> int:
+    """What PyArg_ParseTuple's "i" format accepts, with its exceptions."""
+    number = operator.index(value)
+    if number > 2**31 - 1:
+        raise OverflowError("signed integer is greater than maximum")
+    if number < -(2**31):
+        raise OverflowError("signed integer is less than minimum")
+    return number
 
 
 def _pack(items: Sequence[bytes]) -> bytes:
@@ -88,6 +99,9 @@ def build_spec(
     else:
         # This matches the stdlib (and os._execvpe): the child's PATH.
         exec_paths = [os.path.join(os.fsencode(d), exe) for d in os.get_exec_path(env)]
+    # fork_exec's argument parsing ("i" format) comes next in the stdlib.
+    umask = _c_int(umask)
+    process_group = _c_int(process_group)
     keep = tuple(sorted(map(int, set(pass_fds))))
     if keep and keep[0] < 0:
         raise ValueError("bad value(s) in fds_to_keep")
