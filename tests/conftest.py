@@ -23,6 +23,13 @@ def backend(request: pytest.FixtureRequest) -> Iterator[str]:
         yield request.param
 
 
+@pytest.fixture(params=[b for b in USABLE if b != "pid"])
+def pidfd_backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Once per spawn path that holds the child by a pidfd, forced."""
+    with pidproc.use_backend(request.param):
+        yield request.param
+
+
 def open_fds() -> set[int]:
     return {int(fd) for fd in os.listdir("/proc/self/fd")}
 

@@ -59,7 +59,9 @@ def _world_executable(path: str) -> bool:
 
 
 # The reporter must also run after a drop to nobody: /root/.pyenv is 0700.
-REPORTER = next((p for p in (PY, "/usr/bin/python3") if os.path.exists(p) and _world_executable(p)), None)
+REPORTER = next(
+    (p for p in (PY, "/usr/bin/python3") if os.path.exists(p) and _world_executable(p)), None
+)
 
 
 def report(module: Any, **kwargs: Any) -> dict[str, Any]:
@@ -120,7 +122,8 @@ def test_fds_inherited_exactly(backend: str, inheritable_fd: int) -> None:
         theirs = report(subprocess, **kwargs)["fds"]
         ours = report(pidproc, **kwargs)["fds"]
         assert ours == theirs, kwargs
-        assert (inheritable_fd in ours) == (not kwargs.get("close_fds", True) or "pass_fds" in kwargs)
+        expected = not kwargs.get("close_fds", True) or "pass_fds" in kwargs
+        assert (inheritable_fd in ours) == expected
 
 
 def test_pass_fds_made_inheritable_in_child_only(backend: str) -> None:

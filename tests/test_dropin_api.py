@@ -89,7 +89,9 @@ def test_timeout_expired_is_the_stdlibs() -> None:
 
 
 def test_text_mode_communicate_and_encoding(backend: str) -> None:
-    code = "import sys; data = sys.stdin.read(); sys.stdout.write(data.upper()); sys.stderr.write('é')"
+    code = (
+        "import sys; data = sys.stdin.read(); sys.stdout.write(data.upper()); sys.stderr.write('é')"
+    )
     with pidproc.Popen(
         [PY, "-c", code],
         stdin=pidproc.PIPE,

@@ -8,6 +8,7 @@ the exception type, errno, filename, message and args must match, and the
 from __future__ import annotations
 
 import os
+import pathlib
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -85,13 +86,14 @@ CASES: dict[str, Callable[[dict[str, str]], dict[str, Any]]] = {
     "closed-stdin-fd": lambda s: {"args": ["true"], "stdin": 987},
     "closed-stdout-fd": lambda s: {"args": ["true"], "stdout": 987, "stderr": subprocess.PIPE},
     "empty-args": lambda s: {"args": []},
-    "pathlike-with-shell": lambda s: {"args": __import__("pathlib").Path("/bin/true"), "shell": True},
+    "pathlike-with-shell": lambda s: {"args": pathlib.Path("/bin/true"), "shell": True},
     "unknown-user": lambda s: {"args": ["true"], "user": "pidproc-no-such-user"},
     "unknown-group": lambda s: {"args": ["true"], "group": "pidproc-no-such-group"},
     "bad-extra-group": lambda s: {"args": ["true"], "extra_groups": ["pidproc-no-such-group"]},
     "negative-uid": lambda s: {"args": ["true"], "user": -5},
     "bad-umask-type": lambda s: {"args": ["true"], "umask": "x"},
     "huge-umask": lambda s: {"args": ["true"], "umask": 2**40},
+    "huge-negative-umask": lambda s: {"args": ["true"], "umask": -(2**40)},
     "exit-code": lambda s: {"args": [PY, "-c", "raise SystemExit(42)"]},
     "killed": lambda s: {"args": [PY, "-c", "import os; os.kill(os.getpid(), 9)"]},
 }

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import operator
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,13 +32,17 @@ def fsencode_checked(value: Any) -> bytes:
 
 
 def _c_int(value: Any) -> int:
-    """What PyArg_ParseTuple's "i" format accepts, with its exceptions."""
+    """What fork_exec's argument parsing accepts for a C int, with its
+    exceptions: PyArg_ParseTuple's "i" up to 3.11, Argument Clinic's int
+    converter from 3.12."""
     number = operator.index(value)
-    if number > 2**31 - 1:
+    if -(2**31) <= number <= 2**31 - 1:
+        return number
+    if sys.version_info >= (3, 12):
+        raise OverflowError("Python int too large to convert to C int")
+    if number > 0:
         raise OverflowError("signed integer is greater than maximum")
-    if number < -(2**31):
-        raise OverflowError("signed integer is less than minimum")
-    return number
+    raise OverflowError("signed integer is less than minimum")
 
 
 def _pack(items: Sequence[bytes]) -> bytes:

@@ -1,0 +1,248 @@
+"""The pidfd lifecycle: handle, waiting, signalling, foreign reapers, cleanup."""
+
+from __future__ import annotations
+
+import gc
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+import pidproc
+from pidproc._pidfd_info import PIDFD_INFO_EXIT, pidfd_info
+
+from .conftest import PY, open_fds
+
+SLEEP = [PY, "-c", "import time; time.sleep(30)"]
+
+
+def kernel_keeps_exit_status() -> bool:
+    """PIDFD_INFO_EXIT (Linux 6.15): is the status readable after a foreign reap?"""
+    fd = os.pidfd_open(os.getpid())
+    try:
+        return pidfd_info(fd, 0) is not None and _exit_info_probe()
+    finally:
+        os.close(fd)
+
+
+def _exit_info_probe() -> bool:
+    p = pidproc.Popen(["sh", "-c", "exit 5"])
+    with pidproc.use_backend(None):
+        os.waitpid(p.pid, 0)
+    assert p.pidfd is not None
+    for _ in range(100):
+        info = pidfd_info(p.pidfd, PIDFD_INFO_EXIT)
+        if info is not None and info.exit_status is not None:
+            return True
+        time.sleep(0.001)
+    return False
+
+
+HAS_EXIT_INFO = kernel_keeps_exit_status()
+needs_exit_info = pytest.mark.skipif(
+    not HAS_EXIT_INFO, reason="kernel has no PIDFD_INFO_EXIT (Linux 6.15+)"
+)
+
+
+def pidful(backend: str) -> bool:
+    return backend != "pid"
+
+
+def test_pidfd_is_valid_at_once_and_close_on_exec(backend: str) -> None:
+    with pidproc.Popen(SLEEP) as p:
+        assert p.backend == backend
+        if not pidful(backend):
+            assert p.pidfd is None
+            p.kill()
+            return
+        assert p.pidfd is not None
+        assert not os.get_inheritable(p.pidfd)
+        with open(f"/proc/self/fdinfo/{p.pidfd}") as f:
+            assert f"Pid:\t{p.pid}\n" in f.read()
+        p.kill()
+
+
+def test_pidfd_in_a_selector(pidfd_backend: str) -> None:
+    p = pidproc.Popen([PY, "-c", "import time; time.sleep(0.2)"])
+    assert p.pidfd is not None
+    with selectors.DefaultSelector() as sel:
+        sel.register(p.pidfd, selectors.EVENT_READ)
+        assert sel.select(timeout=0) == []
+        assert p.poll() is None
+        ready = sel.select(timeout=10)
+        assert [key.fd for key, _ in ready] == [p.pidfd]
+    assert p.poll() == 0
+
+
+def test_wait_poll_and_timeout(backend: str) -> None:
+    p = pidproc.Popen([PY, "-c", "import time; time.sleep(0.3); raise SystemExit(3)"])
+    assert p.poll() is None
+    with pytest.raises(subprocess.TimeoutExpired):
+        p.wait(timeout=0.01)
+    with pytest.raises(subprocess.TimeoutExpired):
+        p.wait(timeout=0)
+    assert p.wait(timeout=10) == 3
+    assert p.poll() == 3 and p.wait() == 3 and p.wait(timeout=0) == 3
+
+
+@pytest.mark.parametrize(
+    ("method", "code"),
+    [("terminate", -signal.SIGTERM), ("kill", -signal.SIGKILL), ("send_signal", -signal.SIGUSR1)],
+)
+def test_signals(backend: str, method: str, code: int) -> None:
+    p = pidproc.Popen(SLEEP)
+    if method == "send_signal":
+        p.send_signal(signal.SIGUSR1)
+    else:
+        getattr(p, method)()
+    assert p.wait(timeout=10) == code
+
+
+def test_signal_after_exit_is_a_no_op(backend: str) -> None:
+    p = pidproc.Popen(["true"])
+    p.wait()
+    p.kill()
+    p.terminate()
+    p.send_signal(signal.SIGTERM)
+    assert p.returncode == 0
+
+
+def test_many_threads_wait_on_one_popen(backend: str) -> None:
+    p = pidproc.Popen([PY, "-c", "import time; time.sleep(0.3); raise SystemExit(9)"])
+    results: list[object] = []
+
+    def waiter(timeout: float | None) -> None:
+        results.append(p.wait(timeout=timeout))
+
+    def poller() -> None:
+        while p.poll() is None:
+            time.sleep(0.001)
+        results.append(p.returncode)
+
+    threads = [threading.Thread(target=waiter, args=(t,)) for t in (None, None, 10, 10, 5)]
+    threads += [threading.Thread(target=poller) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+        assert not t.is_alive()
+    assert results == [9] * len(threads)
+
+
+def test_reaped_behind_our_back_reports_real_status(backend: str) -> None:
+    p = pidproc.Popen(["sh", "-c", "exit 7"])
+    _, status = os.waitpid(p.pid, 0)  # a foreign reaper
+    assert os.waitstatus_to_exitcode(status) == 7
+    expected = 7 if (HAS_EXIT_INFO and pidful(backend)) else 0  # the stdlib says 0
+    assert p.wait() == expected
+    p.kill()  # must not signal whatever now holds the PID
+
+
+@needs_exit_info
+def test_foreign_reaper_thread_and_sigchld_ignored(pidfd_backend: str) -> None:
+    """SIGCHLD ignored (the kernel reaps at once) and os.wait() in another
+    thread: the real status either way, and no hang."""
+    code = (
+        "import os, signal, sys, threading, pidproc\n"
+        "signal.signal(signal.SIGCHLD, signal.SIG_IGN)\n"
+        "p = pidproc.Popen(['sh', '-c', 'sleep 0.1; exit 4'])\n"
+        "print(p.wait(timeout=10))\n"
+        "signal.signal(signal.SIGCHLD, signal.SIG_DFL)\n"
+        "p = pidproc.Popen(['sh', '-c', 'sleep 0.1; exit 6'])\n"
+        "t = threading.Thread(target=os.wait); t.start()\n"
+        "print(p.wait()); t.join()\n"
+    )
+    env = dict(os.environ, PIDPROC_BACKEND=pidfd_backend)
+    out = subprocess.run([PY, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["4", "6"], out.stderr
+
+
+def test_pidfd_closed_at_with_exit(backend: str) -> None:
+    with pidproc.Popen(["true"]) as p:
+        fd = p.pidfd
+    assert p.pidfd is None
+    if fd is not None:
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except FileNotFoundError:
+            return  # closed, and the number not reused
+        assert not target.startswith(("anon_inode:[pidfd]", "pidfd:"))
+
+
+def test_pidfd_closed_when_collected(backend: str) -> None:
+    before = open_fds()
+    p = pidproc.Popen(["true"])
+    p.wait()
+    assert (p.pidfd is not None) == pidful(backend)
+    del p
+    gc.collect()
+    assert open_fds() <= before
+
+
+def test_dropped_running_child_is_reaped_later_and_its_pidfd_closed(backend: str) -> None:
+    before = open_fds()
+    p = pidproc.Popen([PY, "-c", "import time; time.sleep(0.2)"])
+    pid = p.pid
+    with pytest.warns(ResourceWarning):
+        del p
+        gc.collect()
+    assert any(q.pid == pid for q in subprocess._active)  # type: ignore[attr-defined]
+    time.sleep(0.5)
+    pidproc.Popen(["true"]).wait()  # the stdlib reaps its _active list on each new Popen
+    gc.collect()
+    assert not any(q.pid == pid for q in subprocess._active)  # type: ignore[attr-defined]
+    assert open_fds() <= before
+
+
+def test_ten_thousand_spawns_leave_fd_count_flat() -> None:
+    gc.collect()
+    before = len(open_fds())
+    for _ in range(10_000):
+        pidproc.Popen(["true"]).wait()
+    gc.collect()
+    assert len(open_fds()) <= before
+
+
+def _unshare_works() -> bool:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    r = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True)
+    return r.returncode == 0
+
+
+REUSE = r"""
+import os, subprocess, sys
+import pidproc
+mod = pidproc if sys.argv[1] == "pidproc" else subprocess
+a = mod.Popen(["sleep", "0"])
+os.waitpid(a.pid, 0)                         # reaped behind Popen's back
+with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+    f.write(str(a.pid - 1))
+b = subprocess.Popen(["sleep", "30"])        # gets A's PID
+assert b.pid == a.pid, (a.pid, b.pid)
+a.kill(); a.poll(); a.wait()
+print("survived" if b.poll() is None else "killed")
+b.kill(); b.wait()
+"""
+
+
+@pytest.mark.skipif(not _unshare_works(), reason="needs root and unshare --pid (a private PID ns)")
+@pytest.mark.parametrize("backend_name", [b for b in pidproc.backends() if b != "pid"])
+def test_recycled_pid_is_never_signalled_nor_reaped(backend_name: str) -> None:
+    """NOTES.md section 6: with the stdlib, B dies; with pidproc, B survives
+    A's kill(), poll() and wait()."""
+
+    def run(mod: str) -> str:
+        env = dict(os.environ, PIDPROC_BACKEND=backend_name)
+        cmd = ["unshare", "--pid", "--fork", "--mount-proc", PY, "-c", REUSE, mod]
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    assert run("subprocess") == "killed"  # the race is real here
+    assert run("pidproc") == "survived"
