@@ -72,3 +72,17 @@ int pidproc_clone3_compiled(void);
 int pidproc_pidfd_spawn_available(void);
 /* The running glibc's version string, e.g. "2.36". */
 const char *pidproc_glibc_version(void);
+
+/* ---- the pidfd toolkit (_toolkit.c): parent-side syscalls os lacks ----
+ * Each returns its result, or -errno on failure. */
+
+/* pidfd_getfd(2), Linux 5.6: a close-on-exec duplicate of targetfd of the process. */
+int pidproc_pidfd_getfd(int pidfd, int targetfd, unsigned int flags);
+/* process_madvise(2), Linux 5.10: n <= 1024 ranges (an unsigned long holds an
+ * address on every Linux ABI); bytes advised. */
+long long pidproc_process_madvise(int pidfd, const unsigned long *addrs, const size_t *lens,
+                                  size_t n, int advice, unsigned int flags);
+/* setns(2); with a pidfd (Linux 5.8), nstype is a mask of CLONE_NEW* flags. */
+int pidproc_setns(int fd, int nstype);
+/* glibc 2.39's pidfd_getpid; -ENOSYS when the running glibc lacks it. */
+int pidproc_pidfd_getpid(int pidfd);

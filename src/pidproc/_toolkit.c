@@ -1,0 +1,74 @@
+/* The pidfd toolkit: the few pidfd syscalls Python's os module lacks.
+ *
+ * Python has pidfd_open, pidfd_send_signal and waitid(P_PIDFD) (3.9) and
+ * setns (3.12 only); pidfd_getfd, process_madvise and glibc's pidfd_getpid
+ * it has not.  These run in the parent, never in a child: ordinary C, no
+ * async-signal-safety contract.
+ *
+ * Every function returns its result or -errno (never -1 + errno), so the
+ * caller needs no errno transport and the answer is per call, per thread.
+ * The syscalls go through syscall(2) rather than glibc's wrappers, which
+ * appeared only in glibc 2.36, so one build serves older glibc too.
+ */
+#include "_internal.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+/* Numbers from 424 up are shared by every architecture but alpha (which
+ * adds 110); its headers have had them since they were assigned. */
+#if !defined(__NR_pidfd_getfd) && !defined(__alpha__)
+#define __NR_pidfd_getfd 438
+#endif
+#if !defined(__NR_process_madvise) && !defined(__alpha__)
+#define __NR_process_madvise 440
+#endif
+
+/* The kernel's UIO_MAXIOV: more vectors in one call is EINVAL anyway. */
+#define PIDPROC_MAX_IOV 1024
+
+int pidproc_pidfd_getfd(int pidfd, int targetfd, unsigned int flags)
+{
+    long fd = syscall(__NR_pidfd_getfd, pidfd, targetfd, flags);
+    return fd < 0 ? -errno : (int)fd;
+}
+
+long long pidproc_process_madvise(int pidfd, const unsigned long *addrs, const size_t *lens,
+                                  size_t n, int advice, unsigned int flags)
+{
+    struct iovec iov[PIDPROC_MAX_IOV];
+    if (n > PIDPROC_MAX_IOV)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        iov[i].iov_base = (void *)addrs[i];
+        iov[i].iov_len = lens[i];
+    }
+    long done = syscall(__NR_process_madvise, pidfd, iov, n, advice, flags);
+    return done < 0 ? -errno : done;
+}
+
+int pidproc_setns(int fd, int nstype)
+{
+    return setns(fd, nstype) < 0 ? -errno : 0;
+}
+
+typedef int (*pidfd_getpid_fn)(int);
+
+int pidproc_pidfd_getpid(int pidfd)
+{
+    /* glibc 2.39+; looked up at run time so one build serves 2.36 too. */
+    static pidfd_getpid_fn fn;
+    static int looked;
+    if (!looked) {
+        fn = (pidfd_getpid_fn)dlsym(RTLD_DEFAULT, "pidfd_getpid");
+        looked = 1;
+    }
+    if (fn == NULL)
+        return -ENOSYS;
+    int pid = fn(pidfd);
+    return pid < 0 ? -errno : pid;
+}
