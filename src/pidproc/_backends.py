@@ -57,6 +57,9 @@ _reason: dict[str, str] = {}
 _state["pid"] = State.USABLE
 _lock = threading.Lock()
 _forced: str | None = None
+# chain() runs on every spawn: its answer is memoised per input, and the memo
+# is dropped whenever a path's state changes (mark_unusable/_mark_usable).
+_chains: dict[tuple[object, ...], list[str]] = {}
 
 
 def _validate(name: str | None, origin: str) -> str | None:
@@ -100,11 +103,14 @@ def mark_unusable(name: str, reason: str) -> None:
     with _lock:
         _state[name] = State.UNUSABLE
         _reason[name] = reason
+        _chains.clear()
 
 
 def _mark_usable(name: str) -> None:
     if _state[name] is State.UNKNOWN:
-        _state[name] = State.USABLE
+        with _lock:
+            _state[name] = State.USABLE
+            _chains.clear()
 
 
 # ---- probes ---------------------------------------------------------------
@@ -213,8 +219,16 @@ class Spawned:
 
 def chain(*, preexec: bool, posix_spawnable: bool) -> list[str]:
     """The paths to try for one request, in order."""
-    names = list(BACKENDS)
     force = forced()
+    key = (force, preexec, posix_spawnable, _USE_PIDFD_SPAWN, _USE_CLONE3, _USE_CLONE, _USE_FORK)
+    cached = _chains.get(key)
+    if cached is None:
+        cached = _chains[key] = _compute_chain(force, preexec, posix_spawnable)
+    return cached
+
+
+def _compute_chain(force: str | None, preexec: bool, posix_spawnable: bool) -> list[str]:
+    names = list(BACKENDS)
     if force is not None:
         _static_check(force)
         if _state[force] is State.UNUSABLE:
