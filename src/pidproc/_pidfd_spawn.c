@@ -1,16 +1,25 @@
 /* The pidfd_spawn path: glibc 2.39+ does clone3(CLONE_PIDFD ...) itself.
  *
- * pidfd_spawn is looked up with dlsym at run time, so one build serves
- * glibc 2.36 (where it is absent) and 2.39+ alike.  Python only sends here
- * requests that posix_spawn can express (no umask, no uid/gid/groups, no
- * preexec_fn, stdio sources outside 0..2); see _backends.py.
+ * pidfd_spawn and pidfd_getpid are looked up with dlsym at run time, so one
+ * build serves glibc 2.36 (where they are absent) and 2.39+ alike.  Python
+ * only sends here requests that posix_spawn can express (no umask, no
+ * uid/gid/groups, no preexec_fn, stdio sources outside 0..2); see
+ * _backends.py.  Everything here runs in the parent: glibc's own child does
+ * the file actions and the exec (sysdeps/unix/sysv/linux/spawni.c).
  *
  * pidfd_spawn reports every failure as one errno, without saying whether
- * the clone, a file action or the exec failed, and it tries one executable
- * where the stdlib tries every PATH candidate.  So any failure here is
- * reported as PIDPROC_STEP_EXEC and Python replays the request on the next
- * path, whose child names the failing step exactly.  Nothing ran, so the
- * replay has no side effect.
+ * the clone, a file action or the exec failed, and it execs one file where
+ * the stdlib tries every PATH candidate.  So whenever this path cannot do
+ * the request exactly as the stdlib would, nothing is run and the request
+ * is answered with err_step = PIDPROC_STEP_EXEC: Python replays it on the
+ * next path, whose child names the failing step and errno exactly.  That
+ * covers a failed spawn (the child did not get as far as exec, so nothing
+ * ran) and a file action glibc refuses to record (EBADF for a number at or
+ * above RLIMIT_NOFILE, where the stdlib says EMFILE).
+ *
+ * When the exec fails, glibc reaps the child before returning; 2.39.0 also
+ * leaked its pidfd (BZ 31695, fixed in 2.40): _backends.py does not use this
+ * path on 2.39.
  */
 #include "_internal.h"
 
@@ -19,7 +28,17 @@
 #include <fcntl.h>
 #include <gnu/libc-version.h>
 #include <spawn.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#ifndef __NR_pidfd_send_signal
+#define __NR_pidfd_send_signal 424
+#endif
+#define PIDPROC_P_PIDFD 3
 
 extern char **environ;
 
@@ -27,20 +46,81 @@ typedef int (*pidfd_getpid_fn)(int);
 typedef int (*pidfd_spawn_fn)(int *, const char *, const posix_spawn_file_actions_t *,
                               const posix_spawnattr_t *, char *const[], char *const[]);
 
-static pidfd_spawn_fn lookup(void)
+static pidfd_spawn_fn spawn_fn;
+static pidfd_getpid_fn getpid_fn;
+
+static void lookup(void)
 {
-    static pidfd_spawn_fn fn;
-    static int looked;
+    /* Idempotent: two threads racing here store the same pointers. */
+    static volatile int looked;
     if (!looked) {
-        fn = (pidfd_spawn_fn)dlsym(RTLD_DEFAULT, "pidfd_spawn");
+        getpid_fn = (pidfd_getpid_fn)dlsym(RTLD_DEFAULT, "pidfd_getpid");
+        spawn_fn = (pidfd_spawn_fn)dlsym(RTLD_DEFAULT, "pidfd_spawn");
         looked = 1;
     }
-    return fn;
 }
 
-int pidproc_pidfd_spawn_available(void) { return lookup() != NULL; }
+/* Both arrived in glibc 2.39; one without the other is not a glibc we know. */
+int pidproc_pidfd_spawn_available(void)
+{
+    lookup();
+    return spawn_fn != NULL && getpid_fn != NULL;
+}
 
 const char *pidproc_glibc_version(void) { return gnu_get_libc_version(); }
+
+/* PIDFD_GET_INFO (Linux 6.13), first version of the struct: 64 bytes. */
+struct pidproc_pidfd_info {
+    uint64_t mask;
+    uint64_t cgroupid;
+    uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
+    int32_t exit_code;
+};
+_Static_assert(sizeof(struct pidproc_pidfd_info) == 64, "PIDFD_INFO_SIZE_VER0");
+#define PIDPROC_PIDFD_GET_INFO _IOWR(0xFF, 11, struct pidproc_pidfd_info)
+#define PIDPROC_PIDFD_INFO_PID 1ULL
+
+/* The child's pid.  pidfd_getpid reads /proc/self/fdinfo, which a chroot or
+ * a sandbox may lack; the kernel answers the same question itself since
+ * 6.13.  -1 when neither can. */
+static int child_pid(int pidfd)
+{
+    int saved = errno;
+    int pid = getpid_fn(pidfd);
+    if (pid <= 0) {
+        struct pidproc_pidfd_info info;
+        memset(&info, 0, sizeof info);
+        info.mask = PIDPROC_PIDFD_INFO_PID;
+        pid = -1;
+        if (ioctl(pidfd, PIDPROC_PIDFD_GET_INFO, &info) == 0 && (info.mask & PIDPROC_PIDFD_INFO_PID)
+            && info.pid > 0)
+            pid = (int)info.pid;
+    }
+    errno = saved;
+    return pid;
+}
+
+/* The stdlib's child tries each candidate in turn and runs the first one
+ * execve accepts.  Pick the first one that exists and is executable, seen
+ * from the directory the child will exec in (a relative path is resolved
+ * after the chdir).  NULL: none qualifies, and the stdlib's child will say
+ * why (the replay on the next path does exactly that). */
+static const char *first_candidate(const struct pidproc_spawn *req)
+{
+    int dir = AT_FDCWD;
+    if (req->cwd) {
+        dir = open(req->cwd, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (dir < 0)
+            return NULL;
+    }
+    const char *found = NULL;
+    for (int i = 0; i < req->n_exec && !found; i++)
+        if (faccessat(dir, req->exec_paths[i], X_OK, AT_EACCESS) == 0)
+            found = req->exec_paths[i];
+    if (dir >= 0)
+        close(dir);
+    return found;
+}
 
 static int is_kept(const struct pidproc_spawn *req, int fd)
 {
@@ -50,6 +130,8 @@ static int is_kept(const struct pidproc_spawn *req, int fd)
     return 0;
 }
 
+/* In the order the stdlib's child does them: pass_fds made inheritable,
+ * stdio, cwd, then the other fds closed. */
 static int add_actions(const struct pidproc_spawn *req, posix_spawn_file_actions_t *fa)
 {
     int rc;
@@ -57,6 +139,8 @@ static int add_actions(const struct pidproc_spawn *req, posix_spawn_file_actions
     for (int i = 0; i < req->n_keep_fds; i++)
         if ((rc = posix_spawn_file_actions_adddup2(fa, req->keep_fds[i], req->keep_fds[i])))
             return rc;
+    /* Python sends only sources that are -1, the target itself, or above 2,
+     * so no dup2 here can overwrite a later one's source. */
     const int src[3] = {req->stdin_fd, req->stdout_fd, req->stderr_fd};
     for (int target = 0; target < 3; target++)
         if (src[target] != -1 && (rc = posix_spawn_file_actions_adddup2(fa, src[target], target)))
@@ -67,11 +151,13 @@ static int add_actions(const struct pidproc_spawn *req, posix_spawn_file_actions
         int first_free = 3;
         if (req->n_keep_fds > 0) {
             int top = req->keep_fds[req->n_keep_fds - 1];
-            /* Closing a number that is not open is not an error for glibc. */
+            /* glibc's child ignores EBADF from a close action, so numbers
+             * that are not open cost nothing but the action itself. */
             for (int fd = 3; fd < top; fd++)
                 if (!is_kept(req, fd) && (rc = posix_spawn_file_actions_addclose(fa, fd)))
                     return rc;
-            first_free = top + 1;
+            if (top >= first_free)
+                first_free = top + 1;
         }
         if ((rc = posix_spawn_file_actions_addclosefrom_np(fa, first_free)))
             return rc;
@@ -92,6 +178,7 @@ static int set_attrs(const struct pidproc_spawn *req, posix_spawnattr_t *attr)
             return rc;
         flags |= POSIX_SPAWN_SETSIGDEF;
     }
+    /* glibc's child calls setsid() before setpgid(), as the stdlib's does. */
     if (req->new_session)
         flags |= POSIX_SPAWN_SETSID;
     if (req->pgid >= 0) {
@@ -102,22 +189,17 @@ static int set_attrs(const struct pidproc_spawn *req, posix_spawnattr_t *attr)
     return posix_spawnattr_setflags(attr, flags);
 }
 
-/* The first candidate that exists, as the stdlib's child would reach it. */
-static const char *first_candidate(const struct pidproc_spawn *req)
+/* Nothing ran: let the next path do the request and report exactly. */
+static int replay(struct pidproc_spawn *req, int err)
 {
-    for (int i = 0; i < req->n_exec; i++) {
-        if (faccessat(AT_FDCWD, req->exec_paths[i], F_OK, AT_EACCESS) == 0)
-            return req->exec_paths[i];
-        if (errno != ENOENT && errno != ENOTDIR)
-            return req->exec_paths[i];
-    }
-    return NULL;
+    req->err_step = PIDPROC_STEP_EXEC;
+    req->err_errno = err;
+    return 0;
 }
 
 int pidproc_spawn_pidfd_spawn(struct pidproc_spawn *req)
 {
-    pidfd_spawn_fn spawn = lookup();
-    if (!spawn)
+    if (!pidproc_pidfd_spawn_available())
         return -ENOSYS;
 
     int saved_errno = errno;
@@ -129,8 +211,7 @@ int pidproc_spawn_pidfd_spawn(struct pidproc_spawn *req)
 
     const char *path = first_candidate(req);
     if (!path) {
-        req->err_step = PIDPROC_STEP_EXEC;
-        req->err_errno = ENOENT;
+        replay(req, ENOENT);
         errno = saved_errno;
         return 0;
     }
@@ -138,26 +219,40 @@ int pidproc_spawn_pidfd_spawn(struct pidproc_spawn *req)
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
     int rc = posix_spawn_file_actions_init(&fa);
-    if (rc)
-        return rc;
-    if ((rc = posix_spawnattr_init(&attr))) {
-        posix_spawn_file_actions_destroy(&fa);
+    if (rc) {
+        errno = saved_errno;
         return rc;
     }
-    if ((rc = add_actions(req, &fa)) == 0 && (rc = set_attrs(req, &attr)) == 0) {
+    if ((rc = posix_spawnattr_init(&attr))) {
+        posix_spawn_file_actions_destroy(&fa);
+        errno = saved_errno;
+        return rc;
+    }
+    if ((rc = add_actions(req, &fa)) != 0 || (rc = set_attrs(req, &attr)) != 0) {
+        rc = replay(req, rc);
+    } else {
         int pidfd = -1;
-        rc = spawn(&pidfd, path, &fa, &attr, req->argv, req->envp ? req->envp : environ);
-        if (rc == 0 && pidfd >= 0) {
-            /* Present whenever pidfd_spawn is (both 2.39). */
-            pidfd_getpid_fn getpid_fn = (pidfd_getpid_fn)dlsym(RTLD_DEFAULT, "pidfd_getpid");
-            req->pidfd = pidfd;
-            req->pid = getpid_fn ? getpid_fn(pidfd) : -1;
+        rc = spawn_fn(&pidfd, path, &fa, &attr, req->argv, req->envp ? req->envp : environ);
+        if (rc != 0 || pidfd < 0) {
+            /* glibc has reaped the child (if there was one) and, from 2.40 on,
+             * closed its pidfd; it never hands the pidfd out on failure. */
+            rc = replay(req, rc ? rc : EINVAL);
         } else {
-            if (pidfd >= 0)
+            int pid = child_pid(pidfd);
+            if (pid > 0) {
+                req->pidfd = pidfd;
+                req->pid = pid;
+            } else {
+                /* Without /proc and without PIDFD_GET_INFO (before 6.13) the
+                 * child cannot be named, and Popen.pid is not optional: end
+                 * it and have Python take the next path from now on. */
+                siginfo_t info;
+                (void)syscall(__NR_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+                while (waitid((idtype_t)PIDPROC_P_PIDFD, (id_t)pidfd, &info, WEXITED) < 0
+                       && errno == EINTR) {}
                 close(pidfd);
-            req->err_step = PIDPROC_STEP_EXEC;
-            req->err_errno = rc ? rc : EINVAL;
-            rc = 0;
+                rc = -ENOENT;
+            }
         }
     }
     posix_spawnattr_destroy(&attr);
