@@ -147,6 +147,14 @@ def pidfd_wait_state() -> State:
     return _pidfd_wait
 
 
+def _leaks_pidfd_on_exec_failure(glibc_version: str) -> bool:
+    """glibc 2.39 leaks the pidfd when exec fails (BZ 31695, fixed in 2.40).
+    A distribution's 2.39 with the fix backported still says "2.39", and
+    snapshots on the way to 2.40 say "2.39.9000": all count as leaking."""
+    parts = glibc_version.split(".")[:2]
+    return len(parts) == 2 and all(p.isdigit() for p in parts) and (2, 39) == tuple(map(int, parts))
+
+
 def _static_check(name: str) -> None:
     """Facts known without spawning anything."""
     if _state[name] is not State.UNKNOWN:
@@ -158,9 +166,8 @@ def _static_check(name: str) -> None:
         version = ffi.string(lib.pidproc_glibc_version()).decode()
         if not lib.pidproc_pidfd_spawn_available():
             mark_unusable(name, f"glibc {version} has no pidfd_spawn (2.39+)")
-        elif version == "2.39":
-            # glibc 2.39.0 leaks the pidfd when exec fails (BZ 31695).
-            mark_unusable(name, "glibc 2.39 leaks a pidfd when exec fails (BZ 31695)")
+        elif _leaks_pidfd_on_exec_failure(version):
+            mark_unusable(name, f"glibc {version} leaks a pidfd when exec fails (BZ 31695)")
     elif name == "clone3" and not lib.pidproc_clone3_compiled():
         mark_unusable(name, "no clone3 trampoline for this CPU architecture")
 
