@@ -46,6 +46,10 @@ _STDLIB_TAKES_PGID = "process_group" in inspect.signature(_STDLIB_EXECUTE_CHILD)
 _NO_PGID = -1
 # pidfd_spawn closes the gaps below the highest pass_fd one action each.
 _MAX_SPAWNABLE_PASS_FD = 1024
+# Waits with a timeout go in slices of at most this many seconds: poll()
+# takes an int of milliseconds and Lock.acquire refuses more than
+# TIMEOUT_MAX, so wait(timeout=1e10 or inf) would overflow (gh-154836).
+_MAX_WAIT_SLICE = 24 * 3600.0
 
 
 class _PidfdHandle:
@@ -313,7 +317,7 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
         while True:
             # The lock is held by a thread blocked in waitid until the exit:
             # waiting for it up to our deadline is waiting for the exit.
-            if self._waitpid_lock.acquire(True, max(endtime - _time(), 0)):
+            if self._waitpid_lock.acquire(True, min(max(endtime - _time(), 0), _MAX_WAIT_SLICE)):
                 try:
                     if self._reap_locked(os.WEXITED | os.WNOHANG):
                         return cast(int, self.returncode)
@@ -326,7 +330,7 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
                 poller = select.poll()
                 poller.register(handle.fd, select.POLLIN)
             # The pidfd turns readable the moment the child exits.
-            poller.poll(math.ceil(remaining * 1000))
+            poller.poll(math.ceil(min(remaining, _MAX_WAIT_SLICE) * 1000))
 
     # ---- signalling -------------------------------------------------------
 
