@@ -141,6 +141,53 @@ fallback:
     close_fds_by_listing(req);
 }
 
+/* Reading the credentials back after each set*id call.  The return value
+ * alone is not proof: a seccomp filter answering SECCOMP_RET_ERRNO(0), or an
+ * emulator that stubs the call, reports success without changing anything,
+ * and the program would then run with the caller's privileges (the stdlib's
+ * child trusts the return value and does run it).  setreuid(u, u) that really
+ * ran leaves real, effective and saved ids all u (the saved id follows the
+ * effective one whenever the real id is set; the fs id follows too), so the
+ * check never rejects a drop that happened, and a saved id left at 0 (which
+ * would let the program regain root) is caught. */
+static int ids_are(long getres_nr, unsigned int want)
+{
+    unsigned int r, e, s;
+    if (syscall(getres_nr, &r, &e, &s) != 0)
+        return 0;
+    return r == want && e == want && s == want;
+}
+
+/* The kernel sorts the list it stores (duplicates kept), so compare as
+ * multisets.  Up to GROUPS_CHECKED groups are compared one by one on the
+ * stack; a longer list is checked by its length only (the stack is small
+ * and getgroups cannot return part of a list). */
+#define GROUPS_CHECKED 256
+
+static int count_of(const unsigned int *list, int n, unsigned int value)
+{
+    int c = 0;
+    for (int i = 0; i < n; i++)
+        c += list[i] == value;
+    return c;
+}
+
+static int groups_are(const struct pidproc_spawn *req)
+{
+    unsigned int got[GROUPS_CHECKED];
+    long n = syscall(SYS_getgroups, 0, NULL);
+    if (n != req->n_groups)
+        return 0;
+    if (n == 0 || n > GROUPS_CHECKED)
+        return 1;
+    if (syscall(SYS_getgroups, n, got) != n)
+        return 0;
+    for (int i = 0; i < (int)n; i++)
+        if (count_of(got, (int)n, got[i]) != count_of(req->groups, (int)n, got[i]))
+            return 0;
+    return 1;
+}
+
 int pidproc_child_main(void *arg)
 {
     struct pidproc_child *ctx = arg;
@@ -195,13 +242,27 @@ int pidproc_child_main(void *arg)
         fail(req, PIDPROC_STEP_OTHER, errno);
 
     /* Groups, then gid, then uid: once the uid is dropped the others can no
-     * longer be changed.  Raw syscalls, see the contract above. */
-    if (req->n_groups >= 0 && syscall(SYS_setgroups, req->n_groups, req->groups) < 0)
-        fail(req, PIDPROC_STEP_OTHER, errno);
-    if (req->gid != -1 && syscall(SYS_setregid, (gid_t)req->gid, (gid_t)req->gid) < 0)
-        fail(req, PIDPROC_STEP_OTHER, errno);
-    if (req->uid != -1 && syscall(SYS_setreuid, (uid_t)req->uid, (uid_t)req->uid) < 0)
-        fail(req, PIDPROC_STEP_OTHER, errno);
+     * longer be changed.  Raw syscalls, see the contract above.  Each step
+     * is read back (see ids_are): a drop that did not happen is a failure,
+     * never a program run with the caller's privileges. */
+    if (req->n_groups >= 0) {
+        if (syscall(SYS_setgroups, req->n_groups, req->groups) < 0)
+            fail(req, PIDPROC_STEP_OTHER, errno);
+        if (!groups_are(req))
+            fail(req, PIDPROC_STEP_OTHER, EPERM);
+    }
+    if (req->gid != -1) {
+        if (syscall(SYS_setregid, (gid_t)req->gid, (gid_t)req->gid) < 0)
+            fail(req, PIDPROC_STEP_OTHER, errno);
+        if (!ids_are(SYS_getresgid, (unsigned int)req->gid))
+            fail(req, PIDPROC_STEP_OTHER, EPERM);
+    }
+    if (req->uid != -1) {
+        if (syscall(SYS_setreuid, (uid_t)req->uid, (uid_t)req->uid) < 0)
+            fail(req, PIDPROC_STEP_OTHER, errno);
+        if (!ids_are(SYS_getresuid, (unsigned int)req->uid))
+            fail(req, PIDPROC_STEP_OTHER, EPERM);
+    }
 
     if (req->close_fds)
         close_open_fds(req);
