@@ -1,0 +1,148 @@
+"""Signal state of the child, compared with the stdlib's on every path.
+
+The parent blocks every signal around the clone; the child must start with
+the caller's mask (that of the thread that spawns, not the blocked one),
+handled signals reset to SIG_DFL (real-time ones too), ignored ones still
+ignored, and ``restore_signals`` resetting SIGPIPE and SIGXFSZ only.  The
+child's ``SigBlk``/``SigIgn``/``SigCgt`` lines are read by ``cat`` itself
+(a Python child would change them; grep catches SIGSEGV), for both values of
+``restore_signals``, in each parent state below.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import pidproc
+
+CAT = shutil.which("cat", path="/usr/bin:/bin") or "/bin/cat"
+STATUS = [CAT, "/proc/self/status"]
+
+
+def _handler(signum: int, frame: Any) -> None:
+    pass
+
+
+@contextlib.contextmanager
+def handlers(**wanted: Any) -> Iterator[None]:
+    saved = {}
+    try:
+        for name, action in wanted.items():
+            sig = _signum(name)
+            saved[sig] = signal.signal(sig, action)
+        yield
+    finally:
+        for sig, action in saved.items():
+            signal.signal(sig, action)
+
+
+@contextlib.contextmanager
+def blocked(*names: str) -> Iterator[None]:
+    sigs = signal.valid_signals() if names == ("ALL",) else {_signum(n) for n in names}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _signum(name: str) -> int:
+    if name.startswith("SIGRTMIN+"):
+        return signal.SIGRTMIN + int(name.rsplit("+", 1)[1])
+    return int(getattr(signal, name))
+
+
+STATES: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
+    "python-defaults": contextlib.nullcontext,
+    "rt-handlers": lambda: handlers(
+        **{"SIGRTMIN+1": _handler, "SIGRTMAX": _handler, "SIGRTMIN+4": signal.SIG_IGN}
+    ),
+    "sigchld-ignored": lambda: handlers(SIGCHLD=signal.SIG_IGN),
+    "sigchld-handled": lambda: handlers(SIGCHLD=_handler),
+    "many-handled-and-ignored": lambda: handlers(
+        SIGTERM=_handler, SIGUSR1=_handler, SIGHUP=signal.SIG_IGN, SIGALRM=signal.SIG_IGN
+    ),
+    "sigpipe-sigxfsz-handled": lambda: handlers(SIGPIPE=_handler, SIGXFSZ=_handler),
+    "sigpipe-sigxfsz-default": lambda: handlers(SIGPIPE=signal.SIG_DFL, SIGXFSZ=signal.SIG_DFL),
+    "sigpipe-sigxfsz-blocked": lambda: blocked("SIGPIPE", "SIGXFSZ"),
+    "mask-with-rt": lambda: blocked("SIGUSR2", "SIGRTMIN+2", "SIGRTMAX"),
+    "all-blocked": lambda: blocked("ALL"),
+}
+
+
+def state_of(module: Any, restore: bool) -> dict[str, int]:
+    out = module.check_output(STATUS, text=True, restore_signals=restore)
+    lines = (line.split(":") for line in out.splitlines())
+    return {k: int(v, 16) for k, v in lines if k in ("SigBlk", "SigIgn", "SigCgt")}
+
+
+def bit(sig: int) -> int:
+    return 1 << (sig - 1)
+
+
+def expected_ignored(restore: bool) -> int:
+    """What the kernel must show as ignored: the parent's SIG_IGN set, minus
+    SIGPIPE/SIGXFSZ when restore_signals is on."""
+    ignored = 0
+    for sig in signal.valid_signals():
+        with contextlib.suppress(OSError, ValueError):
+            if signal.getsignal(sig) is signal.SIG_IGN:
+                ignored |= bit(sig)
+    if restore:
+        ignored &= ~(bit(signal.SIGPIPE) | bit(signal.SIGXFSZ))
+    return ignored
+
+
+def current_mask() -> int:
+    return sum(bit(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+
+
+@pytest.mark.parametrize("state", sorted(STATES))
+def test_signal_state_matches_stdlib(backend: str, state: str) -> None:
+    with STATES[state]():
+        mask = current_mask()
+        for restore in (True, False):
+            theirs = state_of(subprocess, restore)
+            ours = state_of(pidproc, restore)
+            assert ours == theirs, restore
+            assert ours["SigBlk"] == mask
+            assert ours["SigIgn"] == expected_ignored(restore)
+            assert ours["SigCgt"] == 0
+        # The all-blocked mask used around the clone is gone again.
+        assert current_mask() == mask
+
+
+def test_mask_of_the_spawning_thread(backend: str) -> None:
+    """A thread with its own mask spawns: the child gets that thread's
+    mask, neither the main thread's nor the all-blocked one."""
+    results: dict[str, Any] = {}
+
+    def spawn() -> None:
+        try:
+            with blocked("SIGUSR1", "SIGTERM", "SIGRTMIN+3"):
+                results["mask"] = current_mask()
+                results["ours"] = state_of(pidproc, True)
+                results["theirs"] = state_of(subprocess, True)
+                results["after"] = current_mask()
+        except BaseException as e:  # noqa: BLE001 - reported below
+            results["error"] = e
+
+    with blocked("SIGUSR2"):
+        main_mask = current_mask()
+        thread = threading.Thread(target=spawn)
+        thread.start()
+        thread.join()
+        assert current_mask() == main_mask
+    assert "error" not in results, results["error"]
+    assert results["ours"] == results["theirs"]
+    assert results["ours"]["SigBlk"] == results["mask"] == results["after"]
+    assert results["mask"] & bit(signal.SIGRTMIN + 3)
+    assert results["ours"]["SigBlk"] != main_mask
