@@ -39,7 +39,7 @@ from typing import Any, cast
 
 from . import _backends
 from ._pidfd_info import exit_status_after_reap
-from ._request import SpawnRequest, build_spec
+from ._request import SpawnRequest, build_spec, normalize_args
 
 _STDLIB_EXECUTE_CHILD = subprocess.Popen._execute_child  # type: ignore[attr-defined]
 _STDLIB_TAKES_PGID = "process_group" in inspect.signature(_STDLIB_EXECUTE_CHILD).parameters
@@ -154,69 +154,25 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
         names = _backends.chain(preexec=preexec_fn is not None, posix_spawnable=posix_spawnable)
         c_names = [n for n in names if n in _backends.C_BACKENDS]
         if c_names:
-            spawned = self._spawn_in_c(
-                c_names, args, executable, shell, cwd, env, pass_fds, close_fds,
-                (p2cread, c2pwrite, errwrite), restore_signals, start_new_session,
-                process_group, uid, gid, gids, umask,
+            args, executable = normalize_args(args, executable, shell)
+            sys.audit("subprocess.Popen", executable, args, cwd, env)
+            spec = build_spec(
+                args, executable, env, cwd, pass_fds, close_fds, (p2cread, c2pwrite, errwrite),
+                restore_signals, start_new_session, process_group, uid, gid, gids, umask,
             )  # fmt: skip
-            if spawned is not None:
-                self._adopt(spawned.pid, spawned.pidfd, spawned.backend)
-                self._close_pipe_fds(p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite)
-                return
+            request = SpawnRequest(spec)
+            for name in c_names:
+                spawned = _backends.spawn_c(name, request, executable, cwd)
+                if spawned is not None:
+                    self._adopt(spawned.pid, spawned.pidfd, spawned.backend)
+                    self._close_pipe_fds(p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite)
+                    return
         # The stdlib spawns (vfork, posix_spawn, or fork for preexec_fn).
         _STDLIB_EXECUTE_CHILD(self, *stdlib_args)
         if "fork" in names:
             self._adopt(self.pid, self._open_pidfd_of_child(), "fork")
         else:
             self.backend = "pid"
-
-    def _spawn_in_c(
-        self,
-        names: list[str],
-        args: Any,
-        executable: Any,
-        shell: bool,
-        cwd: Any,
-        env: Any,
-        pass_fds: Any,
-        close_fds: bool,
-        fds: tuple[int, int, int],
-        restore_signals: bool,
-        start_new_session: bool,
-        process_group: int,
-        uid: int | None,
-        gid: int | None,
-        gids: Any,
-        umask: int,
-    ) -> _backends.Spawned | None:
-        # The stdlib's own normalisation (subprocess.py, POSIX _execute_child).
-        if isinstance(args, (str, bytes)):
-            args = [args]
-        elif isinstance(args, os.PathLike):
-            if shell:
-                raise TypeError("path-like args is not allowed when shell is true")
-            args = [args]
-        else:
-            args = list(args)
-        if shell:
-            unix_shell = "/system/bin/sh" if hasattr(sys, "getandroidapilevel") else "/bin/sh"
-            args = [unix_shell, "-c", *args]
-            if executable:
-                args[0] = executable
-        if executable is None:
-            executable = args[0]
-        sys.audit("subprocess.Popen", executable, args, cwd, env)
-
-        spec = build_spec(
-            args, executable, env, cwd, pass_fds, close_fds, fds, restore_signals,
-            start_new_session, process_group, uid, gid, gids, umask,
-        )  # fmt: skip
-        request = SpawnRequest(spec)
-        for name in names:
-            spawned = _backends.spawn_c(name, request, executable, cwd)
-            if spawned is not None:
-                return spawned
-        return None
 
     def _adopt(self, pid: int, pidfd: int | None, backend: str) -> None:
         self.pid = pid

@@ -40,13 +40,83 @@ def _c_int(value: Any) -> int:
         return number
     if sys.version_info >= (3, 12):
         raise OverflowError("Python int too large to convert to C int")
+    if not _LONG_MIN <= number <= _LONG_MAX:
+        raise OverflowError("Python int too large to convert to C long")  # "i" reads a long
     if number > 0:
         raise OverflowError("signed integer is greater than maximum")
     raise OverflowError("signed integer is less than minimum")
 
 
+_LONG_MAX = 2 ** (8 * struct.calcsize("l") - 1) - 1
+_LONG_MIN = -_LONG_MAX - 1
+_ID_T_MAX = 2**32 - 1  # uid_t and gid_t: unsigned 32 bits on Linux
+_NGROUPS_MAX = 65536  # <limits.h> NGROUPS_MAX, fork_exec's MAX_GROUPS
+
+
+def _id_t(number: int, kind: str) -> int:
+    """CPython's _Py_Uid_Converter/_Py_Gid_Converter (kind "uid" or "gid"),
+    with its exceptions.  Popen has already refused non-ints and negatives.
+    Its quirk is kept: a value that fits a C long but not the 32-bit type is
+    "less than minimum".  Without this, 2**32 would be truncated to 0 (root)
+    by the C struct."""
+    if number == -1:
+        return _ID_T_MAX  # (uid_t)-1: "leave unchanged", as there
+    if _LONG_MIN <= number <= _LONG_MAX:
+        if 0 <= number <= _ID_T_MAX:
+            return number
+        raise OverflowError(f"{kind} is less than minimum")
+    if number < 0:
+        raise OverflowError(f"{kind} is less than minimum")
+    raise OverflowError(f"{kind} is greater than maximum")
+
+
+def _ids(
+    uid: int | None, gid: int | None, gids: Sequence[int] | None
+) -> tuple[int | None, int | None, list[int] | None]:
+    """fork_exec's conversions of the credentials, in its order: groups, gid, uid."""
+    groups = None
+    if gids is not None:
+        if len(gids) > _NGROUPS_MAX:
+            raise ValueError("too many groups")
+        groups = []
+        for g in gids:
+            try:
+                groups.append(_id_t(operator.index(g), "gid"))
+            except (OverflowError, TypeError):
+                raise ValueError("invalid group id") from None
+    # (uid_t)-1 passes: the stdlib's child calls setreuid(-1, -1), which
+    # changes nothing, so ours skips the call (and its read-back check).
+    if gid is not None:
+        gid = _id_t(operator.index(gid), "gid")
+        gid = None if gid == _ID_T_MAX else gid
+    if uid is not None:
+        uid = _id_t(operator.index(uid), "uid")
+        uid = None if uid == _ID_T_MAX else uid
+    return uid, gid, groups
+
+
 def _pack(items: Sequence[bytes]) -> bytes:
     return b"\0".join(items) + b"\0" if items else b""
+
+
+def normalize_args(args: Any, executable: Any, shell: bool) -> tuple[list[Any], Any]:
+    """argv and the program to run, by the stdlib's rules (POSIX _execute_child)."""
+    if isinstance(args, (str, bytes)):
+        args = [args]
+    elif isinstance(args, os.PathLike):
+        if shell:
+            raise TypeError("path-like args is not allowed when shell is true")
+        args = [args]
+    else:
+        args = list(args)
+    if shell:
+        unix_shell = "/system/bin/sh" if hasattr(sys, "getandroidapilevel") else "/bin/sh"
+        args = [unix_shell, "-c", *args]
+        if executable:
+            args[0] = executable
+    if executable is None:
+        executable = args[0]
+    return args, executable
 
 
 @dataclass
