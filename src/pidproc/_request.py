@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import operator
 import os
+import struct
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
