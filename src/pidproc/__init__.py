@@ -33,7 +33,10 @@ from ._api import (  # type: ignore[no-redef]  # ours replace the star-imported 
 )
 from ._backends import BACKENDS, backends, use_backend
 from ._errors import BackendUnavailable
+from ._peer import peer_pidfd, pidfd_from_ancdata, recv_with_pidfd, set_pass_pidfd
+from ._pidfd import Advice, Namespace, PidFd
 from ._popen import Popen
+from ._waitmany import as_completed, wait_any
 
 __version__ = "0.1.0"
 
@@ -43,6 +46,16 @@ __all__ = [
     "BackendUnavailable",
     "backends",
     "use_backend",
+    # the pidfd toolkit
+    "Advice",
+    "Namespace",
+    "PidFd",
+    "as_completed",
+    "peer_pidfd",
+    "pidfd_from_ancdata",
+    "recv_with_pidfd",
+    "set_pass_pidfd",
+    "wait_any",
 ]
 
 # Names every version has, listed so that linters see them used.

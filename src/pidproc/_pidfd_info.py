@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import os
 import struct
 import time
 from dataclasses import dataclass
@@ -42,6 +43,13 @@ class PidfdInfo:
     fsgid: int
     exit_status: int | None
     """A wait status (as os.waitpid gives), present once the process was reaped."""
+
+    @property
+    def returncode(self) -> int | None:
+        """exit_status as Popen.returncode: the exit code, or minus the signal."""
+        if self.exit_status is None:
+            return None
+        return os.waitstatus_to_exitcode(self.exit_status)
 
 
 def pidfd_info(pidfd: int, mask: int = PIDFD_INFO_PID | PIDFD_INFO_CREDS) -> PidfdInfo | None:
