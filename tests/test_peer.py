@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import array
 import errno
+import json
 import os
 import socket
 import subprocess
@@ -13,8 +14,10 @@ from collections.abc import Iterator
 import pytest
 
 import pidproc
+from pidproc import _peer as pidproc_peer
 from pidproc import _pidfd
 
+from . import seccomp
 from .conftest import PY, open_fds
 
 
@@ -118,6 +121,36 @@ def test_peer_pidfd_errors() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as inet:
         with pytest.raises(ValueError, match="AF_UNIX"):
             pidproc.peer_pidfd(inet)
+
+
+OLD_KERNEL = textwrap.dedent(
+    """
+    import json, socket
+    import pidproc
+    a, b = socket.socketpair()
+    out = []
+    for op in (lambda: pidproc.peer_pidfd(a), lambda: pidproc.set_pass_pidfd(b)):
+        try:
+            op()
+            out.append(["ok"])
+        except OSError as e:
+            out.append([e.errno, str(e)])
+    print(json.dumps(out))
+    """
+)
+
+
+@pytest.mark.skipif(not seccomp.available(), reason="no libseccomp.so.2")
+def test_a_kernel_without_peer_pidfds_is_named() -> None:
+    # What a kernel before 6.5 answers for an unknown socket option.
+    rules = {
+        "getsockopt": (errno.ENOPROTOOPT, 2, "==", pidproc_peer.SO_PEERPIDFD),
+        "setsockopt": (errno.ENOPROTOOPT, 2, "==", pidproc_peer.SO_PASSPIDFD),
+    }
+    r = seccomp.run_filtered(rules, OLD_KERNEL)
+    assert r.returncode == 0, r.stderr
+    for err, message in json.loads(r.stdout):
+        assert err == errno.ENOPROTOOPT and "Linux 6.5" in message, message
 
 
 SENDER = textwrap.dedent(

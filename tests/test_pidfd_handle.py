@@ -21,8 +21,9 @@ import pytest
 import pidproc
 from pidproc import _pidfd
 from pidproc._core import lib
-from pidproc._pidfd_info import PIDFD_INFO_EXIT
+from pidproc._pidfd_info import PIDFD_GET_INFO, PIDFD_INFO_EXIT
 
+from . import seccomp
 from .conftest import PY
 
 SLEEP = [PY, "-c", "import time; time.sleep(30)"]
@@ -776,12 +777,70 @@ def test_repr() -> None:
         assert "closed" in repr(pf)
 
 
-def test_error_messages_name_what_is_missing() -> None:
-    # Failures this kernel cannot produce (features it has): the errno is
-    # the kernel's, the message names the kernel version.
-    assert "Linux 5.3" in str(_pidfd._open_error(errno.ENOSYS, 1, False))
-    assert "Linux 5.10" in str(_pidfd._open_error(errno.EINVAL, 1, True))
-    e = _pidfd._open_error(errno.ESRCH, 1, False)
-    assert isinstance(e, ProcessLookupError) and e.errno == errno.ESRCH
-    assert isinstance(_pidfd._pid_error(errno.ESRCH), ProcessLookupError)
-    assert _pidfd._pid_error(errno.EREMOTE).errno == errno.EREMOTE
+# ---- a kernel without the feature: real seccomp filters ----------------------
+#
+# A filter answers the syscall with the errno an older kernel gives, in a
+# throw-away interpreter (tests/seccomp.py).
+
+FEATURE_PROBE = textwrap.dedent(
+    """
+    import json, os, sys
+    import pidproc
+    p = pidproc.Popen(["sleep", "30"])
+    out = {}
+    def attempt(name, op):
+        try:
+            out[name] = ["ok", repr(op())]
+        except OSError as e:
+            out[name] = [e.errno, str(e)]
+    attempt("open", lambda: pidproc.PidFd.open(p.pid).close())
+    if out["open"][0] == "ok":
+        pf = pidproc.PidFd.open(p.pid)
+        attempt("pid", lambda: pf.pid == p.pid)
+        attempt("info", pf.info)
+        attempt("signal", lambda: pf.send_signal(0))
+        attempt("getfd", lambda: os.close(pf.getfd(0)))
+        attempt("madvise", lambda: pf.madvise([(4096, 4096)], pidproc.Advice.COLD))
+        attempt("setns", lambda: pf.setns(pidproc.Namespace.UTS))
+    p.kill()
+    p.wait()
+    print(json.dumps(out))
+    """
+)
+
+# call -> (the errno an older kernel answers, the version the message names)
+MISSING = {
+    "signal": (errno.ENOSYS, "Linux 5.1"),
+    "getfd": (errno.ENOSYS, "Linux 5.6"),
+    "madvise": (errno.ENOSYS, "Linux 5.10"),
+    "setns": (errno.EINVAL, "Linux 5.8"),  # before 5.8 setns took no pidfd
+    "info": (errno.ENOTTY, "Linux 6.13"),
+}
+MISSING_RULES: dict[str, Any] = {
+    "pidfd_send_signal": errno.ENOSYS,
+    "pidfd_getfd": errno.ENOSYS,
+    "process_madvise": errno.ENOSYS,
+    "setns": errno.EINVAL,
+    "ioctl": (errno.ENOTTY, 1, "==", PIDFD_GET_INFO),
+}
+needs_seccomp = pytest.mark.skipif(not seccomp.available(), reason="no libseccomp.so.2")
+
+
+@needs_seccomp
+def test_missing_kernel_features_are_named() -> None:
+    r = seccomp.run_filtered(MISSING_RULES, FEATURE_PROBE)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    for call, (err, words) in MISSING.items():
+        assert out[call][0] == err, (call, out[call])
+        assert words in out[call][1], (call, out[call])
+    # Without the ioctl, .pid falls back to /proc/self/fdinfo.
+    assert out["pid"] == ["ok", "True"], out["pid"]
+
+
+@needs_seccomp
+def test_missing_pidfd_open_is_named() -> None:
+    r = seccomp.run_filtered({"pidfd_open": errno.ENOSYS}, FEATURE_PROBE)
+    assert r.returncode == 0, r.stderr
+    err, message = json.loads(r.stdout)["open"]
+    assert err == errno.ENOSYS and "Linux 5.3" in message, message

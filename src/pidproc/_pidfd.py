@@ -220,7 +220,9 @@ class PidFd:
         state = "closed" if self._fd < 0 else f"fd={self._fd}"
         if self._done:
             state += f" returncode={self.returncode}"
-        return f"<PidFd pid={self._pid_hint} {state}>"
+        hint = self._pid_hint
+        pid = hint if hint is not None and hint > 0 else "?"  # reaped, or not visible here
+        return f"<PidFd pid={pid} {state}>"
 
     # ---- identity ----------------------------------------------------------
 
