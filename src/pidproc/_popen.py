@@ -302,6 +302,32 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
             signal.pidfd_send_signal(handle.fd, sig)
         except ProcessLookupError:
             pass  # exited meanwhile; the pidfd cannot point anywhere else
+        except OSError:
+            # Denied by a seccomp filter (ENOSYS, EPERM) or refused for a
+            # reason kill() shares (EPERM, EINVAL): kill() gives its answer.
+            self._kill_while_unreaped(sig)
+
+    def _kill_while_unreaped(self, sig: int) -> None:
+        """kill(pid), only while the PID is certainly still our child's: we
+        hold its pidfd, and waitid(WNOWAIT) on it says it is not reaped (a
+        zombie keeps its PID).  Under the wait lock when it is free, so no
+        thread of ours reaps in between; a thread blocked in waitid holds it
+        until the exit, and then only an exit, a reap and a full wrap of the
+        PID space in the microseconds between waitid and kill could mislead."""
+        handle = self._pidfd_handle
+        assert handle is not None
+        locked = self._waitpid_lock.acquire(False)
+        try:
+            if self.returncode is not None or handle.fd < 0:
+                return
+            try:
+                os.waitid(os.P_PIDFD, handle.fd, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return  # reaped elsewhere: the PID may be anyone's by now
+            os.kill(self.pid, sig)
+        finally:
+            if locked:
+                self._waitpid_lock.release()
 
     # ---- end of life ------------------------------------------------------
 
