@@ -5,10 +5,17 @@ installed in a throw-away child interpreter::
 
     r = run_filtered({"clone3": errno.ENOSYS}, "import pidproc; ...")
 
-Rules are ``{syscall: errno}`` (deny every call) or ``{syscall: (errno,
+Rules are ``{syscall: errno}`` (deny every call), ``{syscall: (errno,
 arg_index, mask)}`` (deny only calls whose argument ``arg_index`` has any bit
-of ``mask`` set, e.g. ``clone`` with CLONE_PIDFD).  Built on libseccomp
+of ``mask`` set, e.g. ``clone`` with CLONE_PIDFD) or ``{syscall: (errno,
+arg_index, "==", value)}`` (deny only calls whose argument equals ``value``,
+e.g. ``waitid`` with idtype P_PIDFD).  Built on libseccomp
 (``libseccomp.so.2``, part of every Debian base system) through ctypes.
+
+A filter sees only the syscall's registers, never memory they point to, so
+the flags inside clone3's ``struct clone_args`` are out of its reach.
+:func:`veto_clone3_flags` answers clone3 from a supervisor thread instead
+(SECCOMP_RET_USER_NOTIF, Linux 5.5), which can read the struct.
 """
 
 from __future__ import annotations
@@ -18,11 +25,15 @@ import ctypes.util
 import os
 import subprocess
 import sys
+import threading
 
-Rule = int | tuple[int, int, int]
+Rule = int | tuple[int, int, int] | tuple[int, int, str, int]
 
 SCMP_ACT_ALLOW = 0x7FFF0000
+SCMP_ACT_NOTIFY = 0x7FC00000
+SCMP_CMP_EQ = 4
 SCMP_CMP_MASKED_EQ = 7
+SECCOMP_USER_NOTIF_FLAG_CONTINUE = 1
 
 
 def SCMP_ACT_ERRNO(err: int) -> int:  # noqa: N802 - the C macro's name
@@ -72,8 +83,14 @@ def install(rules: dict[str, Rule]) -> None:
                 raise ValueError(f"unknown syscall {name!r}")
             if isinstance(rule, int):
                 rc = lib.seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(rule), nr, 0, None)
+            elif len(rule) == 4:
+                err, arg, op, value = rule  # type: ignore[misc]
+                if op != "==":
+                    raise ValueError(f"unknown comparison {op!r}")
+                cmp = (_ArgCmp * 1)(_ArgCmp(arg, SCMP_CMP_EQ, value, 0))
+                rc = lib.seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(err), nr, 1, cmp)
             else:
-                err, arg, mask = rule
+                err, arg, mask = rule  # type: ignore[misc]
                 # "any bit of mask set": deny unless (arg & mask) == 0.  libseccomp
                 # has no "!=", so add one rule per bit.
                 rc = 0
@@ -92,6 +109,93 @@ def install(rules: dict[str, Rule]) -> None:
         lib.seccomp_release(ctx)
 
 
+class _SeccompData(ctypes.Structure):
+    _fields_ = [
+        ("nr", ctypes.c_int),
+        ("arch", ctypes.c_uint32),
+        ("instruction_pointer", ctypes.c_uint64),
+        ("args", ctypes.c_uint64 * 6),
+    ]
+
+
+class _Notif(ctypes.Structure):
+    _fields_ = [
+        ("id", ctypes.c_uint64),
+        ("pid", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("data", _SeccompData),
+    ]
+
+
+class _NotifResp(ctypes.Structure):
+    _fields_ = [
+        ("id", ctypes.c_uint64),
+        ("val", ctypes.c_int64),
+        ("error", ctypes.c_int32),
+        ("flags", ctypes.c_uint32),
+    ]
+
+
+def veto_clone3_flags(flags: int, err: int) -> list[int]:
+    """From now on, this thread's clone3 calls whose ``clone_args.flags`` has
+    any bit of ``flags`` set fail with ``err``; the others run as usual.
+
+    Returns the list the supervisor appends every flags word it sees to.
+    The calling thread must not start threads afterwards (pthread_create uses
+    clone3 and would wait for a supervisor that needs the GIL it holds).
+    """
+    lib = _lib()
+    if lib is None:
+        raise OSError("libseccomp.so.2 is not installed")
+    lib.seccomp_init.restype = ctypes.c_void_p
+    lib.seccomp_rule_add_array.argtypes = [
+        ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.POINTER(_ArgCmp),
+    ]  # fmt: skip
+    lib.seccomp_load.argtypes = [ctypes.c_void_p]
+    lib.seccomp_release.argtypes = [ctypes.c_void_p]
+    lib.seccomp_notify_fd.argtypes = [ctypes.c_void_p]
+    lib.seccomp_notify_receive.argtypes = [ctypes.c_int, ctypes.POINTER(_Notif)]
+    lib.seccomp_notify_respond.argtypes = [ctypes.c_int, ctypes.POINTER(_NotifResp)]
+    seen: list[int] = []
+    handoff: list[int] = []
+    ready = threading.Event()
+
+    def supervise() -> None:
+        ready.wait()
+        fd = handoff[0]
+        req, resp = _Notif(), _NotifResp()
+        while True:
+            ctypes.memset(ctypes.byref(req), 0, ctypes.sizeof(req))
+            if lib.seccomp_notify_receive(fd, ctypes.byref(req)) < 0:
+                continue  # the caller died meanwhile (ENOENT) or EINTR
+            # Same address space: read clone_args.flags straight from memory.
+            word = ctypes.c_uint64.from_address(req.data.args[0]).value
+            seen.append(word)
+            resp.id, resp.val = req.id, 0
+            if word & flags:
+                resp.error, resp.flags = -err, 0
+            else:
+                resp.error, resp.flags = 0, SECCOMP_USER_NOTIF_FLAG_CONTINUE
+            lib.seccomp_notify_respond(fd, ctypes.byref(resp))
+
+    # Started before the filter exists: creating it uses clone3 itself.
+    threading.Thread(target=supervise, daemon=True).start()
+    ctx = lib.seccomp_init(SCMP_ACT_ALLOW)
+    try:
+        nr = lib.seccomp_syscall_resolve_name(b"clone3")
+        rc = lib.seccomp_rule_add_array(ctx, SCMP_ACT_NOTIFY, nr, 0, None)
+        if rc < 0:
+            raise OSError(-rc, "seccomp_rule_add(clone3, NOTIFY) failed")
+        rc = lib.seccomp_load(ctx)
+        if rc < 0:
+            raise OSError(-rc, "seccomp_load failed")
+        handoff.append(lib.seccomp_notify_fd(ctx))
+    finally:
+        lib.seccomp_release(ctx)
+    ready.set()
+    return seen
+
+
 PRELUDE = (
     "import sys; sys.path.insert(0, {root!r})\n"
     "from tests import seccomp\n"
@@ -101,15 +205,21 @@ PRELUDE = (
 
 
 def run_filtered(
-    rules: dict[str, Rule], code: str, *, timeout: float = 60, env: dict[str, str] | None = None
+    rules: dict[str, Rule],
+    code: str,
+    *,
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
+    prefix: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` in a fresh interpreter behind the filter."""
+    """Run ``code`` in a fresh interpreter behind the filter (``prefix``, e.g.
+    an ``unshare`` command line, goes in front of the interpreter)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     prelude = PRELUDE.format(root=root, rules=rules)
     full_env = {k: v for k, v in os.environ.items() if k != "PIDPROC_BACKEND"}
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-c", prelude + code],
+        [*prefix, sys.executable, "-c", prelude + code],
         capture_output=True,
         text=True,
         timeout=timeout,
