@@ -190,6 +190,7 @@ def build_spec(
             if b"\0" in item:
                 raise ValueError("embedded null byte")
     cwd_b = fsencode_checked(cwd) if cwd is not None else None
+    uid, gid, groups = _ids(uid, gid, gids)
     return ChildSpec(
         argv=argv,
         exec_paths=exec_paths,
@@ -206,7 +207,7 @@ def build_spec(
         umask=umask,
         uid=uid,
         gid=gid,
-        groups=list(gids) if gids is not None else None,
+        groups=groups,
     )
 
 

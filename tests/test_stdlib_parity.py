@@ -1,0 +1,118 @@
+"""Differences CPython's own test_subprocess found, each run through both.
+
+Every case makes the same call through ``subprocess`` and through ``pidproc``
+(on each spawn path) and compares what comes out: the exception's type,
+errno, filename and message, or the exit status.  Also here: the pidproc
+side of the test_subprocess tests listed in conformance/expected_failures.ini
+that had no test of their own.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import pidproc
+
+from .conftest import PY
+
+
+def outcome(call: Callable[[], Any]) -> tuple[Any, ...]:
+    try:
+        return ("ok", call())
+    except Exception as e:  # noqa: BLE001 - comparing whatever is raised
+        return (type(e), getattr(e, "errno", None), getattr(e, "filename", None), str(e))
+
+
+def both(module_call: Callable[[Any], Any]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    return outcome(lambda: module_call(subprocess)), outcome(lambda: module_call(pidproc))
+
+
+# ---- uid_t/gid_t conversion (test_extra_groups, test_extra_groups_invalid_gid_t_values) --
+
+# Around the 32-bit uid_t/gid_t and the 64-bit C long: the stdlib's
+# _Py_Uid_Converter/_Py_Gid_Converter answer "less than minimum" below 2**63
+# and "greater than maximum" above; 2**32 - 1 is (uid_t)-1, "leave as is".
+ID_VALUES = [
+    0,
+    2**31,
+    2**32 - 2,
+    2**32 - 1,
+    2**32,
+    2**40,
+    2**63 - 1,
+    2**63,
+    2**64 - 1,
+    2**64,
+    2**100,
+]
+
+
+@pytest.mark.parametrize("value", ID_VALUES, ids=hex)
+@pytest.mark.parametrize("kind", ["user", "group", "extra_groups"])
+def test_credentials_converted_as_the_stdlib(backend: str, kind: str, value: int) -> None:
+    arg: Any = [value] if kind == "extra_groups" else value
+    ours, theirs = both(lambda m: m.call(["true"], **{kind: arg}))
+    assert ours == theirs
+    if value == 2**32:
+        # Once truncated to 0 by the C struct: the child ran as root.
+        assert theirs[0] is (ValueError if kind == "extra_groups" else OverflowError)
+
+
+def test_too_many_groups(backend: str) -> None:
+    ours, theirs = both(lambda m: m.call(["true"], extra_groups=[0] * 65537))
+    assert ours == theirs == (ValueError, None, None, "too many groups")
+
+
+@pytest.mark.parametrize("value", [2**31, 2**40, 2**63, 2**70, -(2**70)], ids=hex)
+def test_huge_umask_rejected_as_the_stdlib(backend: str, value: int) -> None:
+    ours, theirs = both(lambda m: m.call(["true"], umask=value))
+    assert ours == theirs
+    assert theirs[0] is OverflowError
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="process_group is new in 3.11")
+@pytest.mark.parametrize("value", [2**31, 2**70], ids=hex)
+def test_huge_process_group_rejected_as_the_stdlib(backend: str, value: int) -> None:
+    ours, theirs = both(lambda m: m.call(["true"], process_group=value))
+    assert ours == theirs
+    assert theirs[0] is OverflowError
+
+
+# ---- stopped children (test_stopped) ---------------------------------------
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+STOP_THEN_EXIT_5 = "import os, signal, sys; os.kill(os.getpid(), signal.SIGSTOP); sys.exit(5)"
+
+
+@pytest.mark.parametrize("module", ["subprocess", "pidproc"])
+def test_stopped_child_is_not_an_exit(backend: str, module: str) -> None:
+    """test_stopped feeds the stdlib a faked WIFSTOPPED status through a
+    mocked os.waitpid.  pidproc waits with waitid(WEXITED) on the pidfd, so
+    the kernel never reports a stop: a really stopped child is still running
+    for poll() and wait(timeout), and its real exit status comes once it is
+    continued, exactly as with the stdlib."""
+    mod: Any = subprocess if module == "subprocess" else pidproc
+    with mod.Popen([PY, "-c", STOP_THEN_EXIT_5]) as p:
+        deadline = time.monotonic() + 30
+        while _state(p.pid) != "T":
+            assert time.monotonic() < deadline, "the child never stopped"
+            time.sleep(0.01)
+        assert p.poll() is None
+        with pytest.raises(subprocess.TimeoutExpired):
+            p.wait(timeout=0.2)
+        assert p.returncode is None
+        os.kill(p.pid, signal.SIGCONT)
+        assert p.wait(timeout=30) == 5
