@@ -110,6 +110,32 @@ def test_drop_shows_requested_ids_only(backend: str, case: str) -> None:
         assert {ours[k][0] for k in ("CapPrm", "CapEff", "CapAmb")} == {"0000000000000000"}
 
 
+@pytest.fixture
+def caller_groups() -> Iterator[list[int]]:
+    """The caller holds supplementary groups of its own for the test."""
+    saved = os.getgroups()
+    os.setgroups([4242, 100])
+    try:
+        yield sorted(os.getgroups())
+    finally:
+        os.setgroups(saved)
+
+
+@pytest.mark.parametrize("case", ["user-only", "group-only", "all-three", "extra-groups-empty"])
+def test_caller_groups_kept_or_replaced_as_stdlib(
+    backend: str, case: str, caller_groups: list[int]
+) -> None:
+    """``user=``/``group=`` alone leave the caller's supplementary groups in
+    place (the stdlib calls setgroups only for ``extra_groups``): the same
+    here, so code moving over keeps exactly its current behaviour."""
+    kwargs = CASES[case]
+    ours = dropped(pidproc, kwargs)
+    assert ours == dropped(subprocess, kwargs)
+    assert {k: ours[k] for k in ("Uid", "Gid", "Groups")} == expected(kwargs)
+    kept = "extra_groups" not in kwargs
+    assert (ours["Groups"] == [str(g) for g in caller_groups]) == kept
+
+
 def _world_executable(path: str) -> bool:
     real = os.path.realpath(path)
     parts = real.split("/")

@@ -14,6 +14,8 @@ children spawned in the other.
 from __future__ import annotations
 
 import contextlib
+import errno
+import json
 import os
 import shutil
 import socket
@@ -26,6 +28,8 @@ import pytest
 
 import pidproc
 from pidproc import _backends
+
+from . import seccomp
 
 LS = shutil.which("ls", path="/usr/bin:/bin") or "/bin/ls"
 SLEEP = shutil.which("sleep", path="/usr/bin:/bin") or "/bin/sleep"
@@ -202,3 +206,37 @@ def test_no_leak_between_threads_spawning_at_once() -> None:
     for fds in seen:
         assert set(fds) <= allowed, fds
         assert not [t for t in fds.values() if is_pidfd(t)], fds
+
+
+CLOSE_FALLBACK = r"""
+import json, os, subprocess
+import pidproc
+from tests.test_security_fds import child_fds
+
+for target in (50, 300, 1023):  # inheritable descriptors at scattered numbers
+    fd = os.open('/dev/null', os.O_RDONLY)
+    os.dup2(fd, target)
+    os.close(fd)
+report = {}
+for name in ['stdlib', *pidproc.backends()]:
+    module = subprocess if name == 'stdlib' else pidproc
+    with pidproc.use_backend(None if name == 'stdlib' else name):
+        report[name] = [sorted(child_fds(module)), sorted(child_fds(module, pass_fds=[300]))]
+print(json.dumps(report))
+"""
+
+
+@pytest.mark.parametrize("err", [errno.ENOSYS, errno.EPERM])
+def test_close_fds_without_close_range(err: int) -> None:
+    """close_range missing (before 5.9) or denied by seccomp: the child
+    lists /proc/self/fd instead, and still closes everything it should."""
+    if not seccomp.available():
+        pytest.skip("libseccomp.so.2 is not installed")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = f"import sys; sys.path.insert(0, {root!r})\n" + CLOSE_FALLBACK
+    r = seccomp.run_filtered({"close_range": err}, code)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert sorted(report) == sorted(["stdlib", *pidproc.backends()])
+    for name, seen in report.items():
+        assert seen == [[0, 1, 2], [0, 1, 2, 300]], name
