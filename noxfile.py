@@ -63,3 +63,14 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     session.install(".", "mypy", "pytest")
     session.run("mypy", "src/pidproc", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks against the stdlib, interleaved; report in bench/results/latest.*"""
+    _install(session, "matplotlib")
+    session.run(
+        "python", "-m", "pytest", "bench", "-p", "no:cacheprovider", "--benchmark-enable",
+        "--benchmark-columns=min,median,max,rounds", *session.posargs,
+        env={"PIDPROC_BENCH_COMMAND": " ".join(["nox -s bench", *session.posargs])},
+    )  # fmt: skip

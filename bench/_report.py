@@ -1,0 +1,276 @@
+"""The report of an enabled run: Markdown, JSON and a PNG chart.
+
+Written by bench/conftest.py at the end of ``nox -s bench`` into
+bench/results/latest.{md,json,png}.  The chart needs matplotlib, which only
+the bench session installs; without it the chart is skipped with a note.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from _compare import Result, fmt_seconds
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
+def machine() -> dict[str, Any]:
+    """What the figures came from."""
+    import pidproc
+
+    cpu = "?"
+    for line in _read("/proc/cpuinfo").splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    try:
+        glibc = os.confstr("CS_GNU_LIBC_VERSION") or "?"
+    except (ValueError, OSError):
+        glibc = "?"
+    try:
+        commit = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    usable = pidproc.backends()
+    return {
+        "kernel": platform.release(),
+        "glibc": glibc.replace("glibc ", ""),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "python_executable": sys.executable,
+        "pidproc": getattr(pidproc, "__version__", "?"),
+        "spawn_path": usable[0] if usable else "?",
+        "thp": _read("/sys/kernel/mm/transparent_hugepage/enabled"),
+        "loadavg": os.getloadavg(),
+        "commit": commit or "?",
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def _side_stats(values: list[float]) -> dict[str, float]:
+    return {
+        "median": statistics.median(values),
+        "mean": statistics.fmean(values),
+        "min": min(values),
+        "max": max(values),
+        "n": len(values),
+    }
+
+
+def markdown(results: list[Result], info: dict[str, Any], command: str, elapsed: float) -> str:
+    out = ["# pidproc against the stdlib: benchmark report", ""]
+    load0, load1 = info["loadavg_start"], info["loadavg"]
+    out += [
+        f"Command: `{command}` ({elapsed / 60:.1f} min, {info['date']}, commit {info['commit']})",
+        "",
+        f"Machine: Linux {info['kernel']}, glibc {info['glibc']}, {info['cpu_count']} CPUs "
+        f"({info['cpu']}), {info['python']}, pidproc {info['pidproc']} spawning through "
+        f"`{info['spawn_path']}`; load average {load0[0]:.2f} at the start, "
+        f"{load1[0]:.2f} at the end (a shared machine).",
+        "",
+        "How to read: each scenario ran pidproc and what it is compared with in one "
+        "process, interleaved round by round (A B A B ...).  *speed-up* = the other "
+        "side's time / pidproc's (above 1: pidproc is faster), computed per round and "
+        "summarised by the median over rounds with a distribution-free 95 % interval.  "
+        "A target is *met* when the median meets it, *within noise* when only the "
+        "interval reaches it.",
+        "",
+        "## Summary",
+        "",
+        "| | scenario | target | measured | verdict |",
+        "|---|---|---|---|---|",
+    ]
+    for r in results:
+        verdicts = r.verdicts()
+        if not verdicts:
+            others = ", ".join(
+                f"{s.name}: {r.speedup(s.name).point:.2f}x" for s in r.sides[1:] if s.rounds
+            )
+            out.append(
+                f"| {r.scenario.key} | {r.scenario.title} | (none set) | speed-up {others} | - |"
+            )
+        for v in verdicts:
+            mark = {"met": "met", "within noise": "within noise", "missed": "**MISSED**"}.get(
+                v.status, v.status
+            )
+            out.append(
+                f"| {r.scenario.key} | {r.scenario.title} | {v.target.describe()} "
+                f"| {v.text} | {mark} |"
+            )
+    for r in results:
+        sc = r.scenario
+        out += [
+            "",
+            f"## {sc.key}: {sc.title}",
+            "",
+            f"One sample: {sc.measures}.  {sc.rounds} rounds x {sc.per_round} per side, "
+            f"{r.elapsed:.0f} s; {sc.stat} compared.",
+            "",
+            f"| side | median | mean | min .. max | samples | speed-up of pidproc ({sc.stat}) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for i, s in enumerate(r.sides):
+            st = _side_stats(s.samples)
+            if i == 0:
+                ratio = "-"
+            else:
+                iv = r.speedup(s.name)
+                ratio = f"**{iv.point:.2f}x** ({iv.low:.2f} .. {iv.high:.2f})"
+            out.append(
+                f"| {s.name} | {fmt_seconds(st['median'])} | {fmt_seconds(st['mean'])} "
+                f"| {fmt_seconds(st['min'])} .. {fmt_seconds(st['max'])} | {st['n']} | {ratio} |"
+            )
+        out.append("")
+        for v in r.verdicts():
+            out.append(f"- target: {v.target.describe()}: {v.text}: **{v.status}**")
+        extras = sorted({k for s in r.sides for e in s.extra for k in e})
+        for key in extras:
+            per_side = []
+            for s in r.sides:
+                vals = [e[key] for e in s.extra if key in e]
+                if vals:
+                    per_side.append(f"{s.name} {fmt_seconds(statistics.median(vals))}")
+            out.append(f"- {key} (median per round): " + "; ".join(per_side))
+        if sc.note:
+            out.append(f"- note: {sc.note}")
+    out.append("")
+    return "\n".join(out)
+
+
+def to_json(
+    results: list[Result], info: dict[str, Any], command: str, elapsed: float
+) -> dict[str, Any]:
+    scenarios = []
+    for r in results:
+        sc = r.scenario
+        scenarios.append(
+            {
+                "key": sc.key,
+                "title": sc.title,
+                "measures": sc.measures,
+                "stat": sc.stat,
+                "rounds": sc.rounds,
+                "per_round": sc.per_round,
+                "elapsed_s": r.elapsed,
+                "note": sc.note,
+                "sides": [
+                    {
+                        "name": s.name,
+                        **_side_stats(s.samples),
+                        "rounds": s.rounds,
+                        "extra": s.extra,
+                    }
+                    for s in r.sides
+                ],
+                "speedup": {s.name: vars(r.speedup(s.name)) for s in r.sides[1:] if s.rounds},
+                "targets": [
+                    {
+                        "target": v.target.describe(),
+                        "kind": v.target.kind,
+                        "value": v.target.value,
+                        "other": v.target.other,
+                        "status": v.status,
+                        "measured": v.text,
+                    }
+                    for v in r.verdicts()
+                ],
+            }
+        )
+    return {"command": command, "elapsed_s": elapsed, "machine": info, "scenarios": scenarios}
+
+
+def chart(results: list[Result], path: Path, info: dict[str, Any]) -> str | None:
+    """Box plots of every side's samples, one panel per scenario.  Returns
+    why no chart was drawn, or None."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed (nox -s bench installs it)"
+    cols = 2
+    rows = math.ceil(len(results) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(13, 2.6 * rows + 0.8), squeeze=False)
+    for ax in axes.flat[len(results) :]:
+        ax.axis("off")
+    for ax, r in zip(axes.flat, results, strict=False):
+        names = [s.name for s in r.sides][::-1]
+        data = [[x * 1e3 for x in s.samples] for s in r.sides][::-1]
+        ax.boxplot(data, vert=False, whis=(5, 95), showfliers=False, widths=0.6)
+        ax.set_yticks(range(1, len(names) + 1), names, fontsize=8)
+        # Log scale when the boxes (not the outliers) span a wide range.
+        lo = min(statistics.quantiles(d, n=20)[0] if len(d) > 1 else d[0] for d in data)
+        hi = max(statistics.quantiles(d, n=20)[-1] if len(d) > 1 else d[0] for d in data)
+        if lo > 0 and hi / lo > 30:
+            ax.set_xscale("log")
+        ax.set_xlabel("ms (box: quartiles, whiskers: 5th..95th percentile)", fontsize=7)
+        for y, d in enumerate(data, start=1):
+            m = statistics.fmean(d) if r.scenario.stat == "mean" else statistics.median(d)
+            ax.annotate(
+                f"{m:.3g} ms",
+                (m, y),
+                xytext=(0, 12),
+                textcoords="offset points",
+                fontsize=7,
+                ha="center",
+            )
+        speedups = [f"{r.speedup(s.name).point:.2f}x vs {s.name}" for s in r.sides[1:]]
+        ax.set_title(
+            f"{r.scenario.key} {r.scenario.title}\npidproc speed-up: " + ", ".join(speedups),
+            fontsize=8,
+        )
+        ax.tick_params(axis="x", labelsize=7)
+    fig.suptitle(
+        f"pidproc vs stdlib, interleaved in one process: Linux {info['kernel']}, "
+        f"glibc {info['glibc']}, {info['cpu_count']} CPUs, {info['python']}, {info['date']}",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
+
+
+def write(
+    results: list[Result], directory: Path, info: dict[str, Any], command: str, elapsed: float
+) -> tuple[str, list[str]]:
+    """Write latest.{md,json,png}; return the Markdown and notes for the terminal."""
+    directory.mkdir(parents=True, exist_ok=True)
+    results = sorted(results, key=lambda r: r.scenario.key)
+    notes = []
+    why = chart(results, directory / "latest.png", info)
+    text = markdown(results, info, command, elapsed)
+    if why is None:
+        text += "\n![pidproc vs stdlib](latest.png)\n"
+        notes.append(f"chart: {directory / 'latest.png'}")
+    else:
+        notes.append(f"no chart: {why}")
+    (directory / "latest.md").write_text(text)
+    with open(directory / "latest.json", "w") as f:
+        json.dump(to_json(results, info, command, elapsed), f, indent=1)
+        f.write("\n")
+    notes += [f"report: {directory / 'latest.md'}", f"raw: {directory / 'latest.json'}"]
+    return text, notes
