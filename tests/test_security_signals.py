@@ -24,6 +24,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -168,3 +169,80 @@ def test_mask_of_the_spawning_thread(backend: str) -> None:
     assert results["ours"]["SigBlk"] == results["mask"] == results["after"]
     assert results["mask"] & bit(signal.SIGRTMIN + 3)
     assert results["ours"]["SigBlk"] != main_mask
+
+
+# ---- before exec: the moment the child still runs on the parent's memory ---
+
+PRE_EXEC = r"""
+import os, signal, subprocess, sys
+import pidproc
+signal.signal(signal.SIGUSR1, lambda *a: None)
+signal.signal(signal.SIGRTMIN + 1, lambda *a: None)
+signal.signal(signal.SIGCHLD, lambda *a: None)
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2, signal.SIGRTMIN + 2})
+with open('/proc/self/status') as f:
+    mine = {l.split(':')[0]: l.split()[1] for l in f if l.startswith('Sig')}
+print(os.getpid(), mine['SigBlk'], mine['SigCgt'], flush=True)
+for name in ['stdlib', *pidproc.backends()]:
+    module = subprocess if name == 'stdlib' else pidproc
+    with pidproc.use_backend(None if name == 'stdlib' else name):
+        p = module.Popen([TRUE])
+        print(name, p.pid, flush=True)
+        p.wait()
+""".replace("TRUE", repr(shutil.which("true", path="/usr/bin:/bin") or "/bin/true"))
+
+EXECVE = {"x86_64": "59", "aarch64": "221"}
+SIG_LINES = ("SigBlk", "SigIgn", "SigCgt")
+
+
+def test_handlers_reset_and_mask_restored_before_exec() -> None:
+    """After exec a caught signal is SIG_DFL whatever the child did, so look
+    earlier: strace holds every child at the entry of execve (after all its
+    setup) and /proc/<child>/status is read there.  No Python handler may
+    still be installed in a child that shares the parent's memory, and the
+    mask is already the caller's."""
+    import platform
+    import sys
+
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed")
+    nr = EXECVE.get(platform.machine())
+    if nr is None:
+        pytest.skip(f"execve's syscall number on {platform.machine()} is not listed here")
+    proc = subprocess.Popen(
+        [strace, "-f", "-qq", "-o", "/dev/null", "-e", "trace=execve",
+         "-e", "inject=execve:delay_enter=200000", sys.executable, "-c", PRE_EXEC],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    first = proc.stdout.readline().split()
+    if not first:
+        proc.wait()
+        pytest.skip(f"strace cannot trace here: {proc.stderr.read() if proc.stderr else ''}")
+    pid, parent_blk, parent_cgt = int(first[0]), int(first[1], 16), int(first[2], 16)
+    at_exec: dict[int, dict[str, int]] = {}
+    while proc.poll() is None:
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                kids = [int(k) for k in f.read().split()]
+            for kid in kids:
+                with contextlib.suppress(OSError, IndexError):
+                    with open(f"/proc/{kid}/syscall") as f:
+                        if f.read().split()[0] != nr:
+                            continue  # not yet (or no longer) at execve
+                    with open(f"/proc/{kid}/status") as f:
+                        lines = [line.split() for line in f if line[:6] in SIG_LINES]
+                    at_exec[kid] = {k.rstrip(":"): int(v, 16) for k, v in lines}
+        time.sleep(0.003)
+    out, err = proc.communicate()
+    assert proc.returncode == 0, err
+    spawned = dict(line.split() for line in out.splitlines())
+    assert sorted(spawned) == sorted(["stdlib", *pidproc.backends()])
+    assert parent_cgt & bit(signal.SIGUSR1) and parent_cgt & bit(signal.SIGRTMIN + 1)
+    for name, kid in spawned.items():
+        state = at_exec.get(int(kid))
+        assert state is not None, f"{name}: child never seen at execve"
+        assert state["SigCgt"] == 0, name
+        assert state["SigBlk"] == parent_blk, name
+        assert not state["SigIgn"] & ~GLIBC_INTERNAL, name
