@@ -68,7 +68,8 @@ def test_credentials_converted_as_the_stdlib(backend: str, kind: str, value: int
 
 def test_too_many_groups(backend: str) -> None:
     ours, theirs = both(lambda m: m.call(["true"], extra_groups=[0] * 65537))
-    assert ours == theirs == (ValueError, None, None, "too many groups")
+    assert ours == theirs
+    assert theirs[0] is ValueError
 
 
 @pytest.mark.parametrize("value", [2**31, 2**40, 2**63, 2**70, -(2**70)], ids=hex)

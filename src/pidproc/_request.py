@@ -52,6 +52,7 @@ _LONG_MAX = 2 ** (8 * struct.calcsize("l") - 1) - 1
 _LONG_MIN = -_LONG_MAX - 1
 _ID_T_MAX = 2**32 - 1  # uid_t and gid_t: unsigned 32 bits on Linux
 _NGROUPS_MAX = 65536  # <limits.h> NGROUPS_MAX, fork_exec's MAX_GROUPS
+_TOO_MANY_GROUPS = "too many extra_groups" if sys.version_info >= (3, 12) else "too many groups"
 
 
 def _id_t(number: int, kind: str) -> int:
@@ -78,7 +79,8 @@ def _ids(
     groups = None
     if gids is not None:
         if len(gids) > _NGROUPS_MAX:
-            raise ValueError("too many groups")
+            # fork_exec's wording; Argument Clinic's since 3.12 names the argument.
+            raise ValueError(_TOO_MANY_GROUPS)
         groups = []
         for g in gids:
             try:
