@@ -332,7 +332,8 @@ NS_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.skipif(
-    not unshare_works("--pid", "--fork", "--mount-proc"), reason="unshare --pid needs root"
+    not unshare_works("--pid", "--fork", "--mount-proc"),
+    reason="unshare --pid --mount-proc does not work here (needs root, util-linux, a real /)",
 )
 def test_pid_in_another_namespace(pid_strategy: str) -> None:
     # A process in a new PID namespace cannot see us: our pidfd, passed to
@@ -580,7 +581,10 @@ SETNS_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.skipif(not unshare_works("--uts"), reason="unshare --uts needs root")
+@pytest.mark.skipif(
+    not unshare_works("--uts"),
+    reason="unshare --uts does not work here (needs root and util-linux)",
+)
 def test_setns_enters_a_uts_namespace_made_with_unshare() -> None:
     name = f"pidproc-ns-{os.getpid()}"
     target = subprocess.Popen(
@@ -744,7 +748,8 @@ REUSE_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.skipif(
-    not unshare_works("--pid", "--fork", "--mount-proc"), reason="needs root for unshare --pid"
+    not unshare_works("--pid", "--fork", "--mount-proc"),
+    reason="unshare --pid --mount-proc does not work here (needs root, util-linux, a real /)",
 )
 def test_identity_survives_pid_reuse() -> None:
     # NOTES.md §6, in a private PID namespace: B gets A's PID.
