@@ -136,6 +136,16 @@ def test_caller_groups_kept_or_replaced_as_stdlib(
     assert (ours["Groups"] == [str(g) for g in caller_groups]) == kept
 
 
+@pytest.mark.parametrize("kwargs", [{"user": 2**32 - 1}, {"group": 2**32 - 1}])
+def test_all_ones_id_changes_nothing_as_in_stdlib(backend: str, kwargs: dict[str, int]) -> None:
+    """4294967295 is (uid_t)-1: the stdlib's setreuid(-1, -1) leaves the ids
+    alone and the program runs as the caller.  A pitfall, kept for parity
+    (and not mistaken for a failed drop by the read-back check)."""
+    ours = dropped(pidproc, kwargs)
+    assert ours == dropped(subprocess, kwargs)
+    assert ours["Uid"] == [str(os.getuid())] * 4 and ours["Gid"] == [str(os.getgid())] * 4
+
+
 def _world_executable(path: str) -> bool:
     real = os.path.realpath(path)
     parts = real.split("/")
