@@ -182,9 +182,10 @@ def test_no_leak_between_threads_spawning_at_once() -> None:
                 )
                 a.communicate()
                 spawned_a += 1
+                _backends._probe_pidfd_wait()  # pidfd_open of ourselves
                 for name in paths:
                     if name in ("clone3", "clone"):
-                        _backends._probe_c(name)
+                        _backends._probe_c(name)  # a probe child and its pidfd
         except BaseException as e:  # noqa: BLE001 - reported by the main thread
             errors.append(e)
 
