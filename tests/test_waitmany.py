@@ -140,7 +140,7 @@ def test_timeout_raises_and_reaps_nothing() -> None:
     procs = [held(i) for i in range(3)]
     with pytest.raises(TimeoutError, match="3 of 3"):
         pidproc.wait_any(procs, timeout=0.05)
-    it = pidproc.as_completed(procs, timeout=0.2)
+    it = pidproc.as_completed(procs, timeout=1.0)  # room for a loaded machine
     release(procs[1])
     assert next(it) is procs[1]
     with pytest.raises(TimeoutError, match="2 of 3"):
