@@ -273,31 +273,34 @@ def test_from_stdlib_popen_reaped_behind_its_back() -> None:
 
 # ---- .pid, each strategy ------------------------------------------------------
 
-STRATEGIES = ["pidfd_getpid", "PIDFD_GET_INFO", "fdinfo"]
+STRATEGIES = ["PIDFD_GET_INFO", "pidfd_getpid", "fdinfo"]
+
+
+def has_get_info() -> bool:
+    fd = os.pidfd_open(os.getpid())
+    try:
+        return _pidfd.pidfd_info(fd, 0) is not None
+    finally:
+        os.close(fd)
 
 
 @pytest.fixture(params=STRATEGIES)
 def pid_strategy(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    name = request.param
+    name = str(request.param)
+    if name == "PIDFD_GET_INFO" and not has_get_info():
+        pytest.skip("kernel has no PIDFD_GET_INFO (Linux 6.13+)")
     if name == "pidfd_getpid":
+        monkeypatch.setattr(_pidfd, "_USE_GET_INFO", False)
         fd = os.pidfd_open(os.getpid())
         try:
             if lib.pidproc_pidfd_getpid(fd) == -errno.ENOSYS:
                 pytest.skip("glibc has no pidfd_getpid (2.39+)")
         finally:
             os.close(fd)
-    if name == "PIDFD_GET_INFO":
-        monkeypatch.setattr(_pidfd, "_USE_PIDFD_GETPID", False)
-        fd = os.pidfd_open(os.getpid())
-        try:
-            if _pidfd.pidfd_info(fd, 0) is None:
-                pytest.skip("kernel has no PIDFD_GET_INFO (Linux 6.13+)")
-        finally:
-            os.close(fd)
     if name == "fdinfo":
-        monkeypatch.setattr(_pidfd, "_USE_PIDFD_GETPID", False)
         monkeypatch.setattr(_pidfd, "_USE_GET_INFO", False)
-    return str(name)
+        monkeypatch.setattr(_pidfd, "_USE_PIDFD_GETPID", False)
+    return name
 
 
 def test_pid_alive_zombie_reaped(pid_strategy: str) -> None:
@@ -319,8 +322,8 @@ NS_SCRIPT = textwrap.dedent(
     import json, sys
     import pidproc
     from pidproc import _pidfd
-    _pidfd._USE_PIDFD_GETPID = sys.argv[2] == "pidfd_getpid"
-    _pidfd._USE_GET_INFO = sys.argv[2] != "fdinfo"
+    _pidfd._USE_GET_INFO = sys.argv[2] == "PIDFD_GET_INFO"
+    _pidfd._USE_PIDFD_GETPID = sys.argv[2] != "fdinfo"
     pf = pidproc.PidFd(int(sys.argv[1]))
     try:
         out = ["pid", pf.pid]
@@ -352,6 +355,30 @@ def test_pid_in_another_namespace(pid_strategy: str) -> None:
     err, message = json.loads(out.stdout)
     assert err == errno.EREMOTE, message
     assert "PID namespace" in message
+
+
+OWN_PID = textwrap.dedent(
+    """
+    import os
+    import pidproc
+    with pidproc.PidFd.open(os.getpid()) as me:
+        print(os.getpid(), me.pid)
+    """
+)
+
+
+@pytest.mark.skipif(not unshare_works("--pid", "--fork"), reason="unshare --pid does not work here")
+def test_pid_in_a_new_namespace_without_its_own_proc() -> None:
+    # /proc still shows the outer namespace's PIDs (fdinfo, and glibc's
+    # pidfd_getpid which parses it, would say the outer PID); the ioctl
+    # answers in the caller's namespace.
+    if not has_get_info():
+        pytest.skip("kernel has no PIDFD_GET_INFO (Linux 6.13+): only fdinfo, which cannot")
+    out = subprocess.run(
+        ["unshare", "--pid", "--fork", PY, "-c", OWN_PID], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "1"]
 
 
 # ---- signals and waiting -------------------------------------------------------

@@ -47,8 +47,11 @@ from ._popen import _returncode
 
 # Strategies for PidFd.pid, in order (STYLE §1: one knob each, so a test can
 # force every fallback).  The last one, /proc/self/fdinfo, always runs.
-_USE_PIDFD_GETPID = True  # glibc 2.39+
+# PIDFD_GET_INFO comes first, glibc's pidfd_getpid second: that one only
+# parses fdinfo, whose PIDs are those of the PID namespace /proc was mounted
+# from, while the ioctl answers in the caller's own PID namespace.
 _USE_GET_INFO = True  # PIDFD_GET_INFO, Linux 6.13+
+_USE_PIDFD_GETPID = True  # glibc 2.39+
 
 PIDFD_NONBLOCK = os.O_NONBLOCK
 _PIDFD_GET_USER_NAMESPACE = (0xFF << 8) | 9  # _IO(PIDFS_IOCTL_MAGIC, 9), Linux 6.11
@@ -253,22 +256,28 @@ class PidFd:
         another process by then); OSError(EREMOTE) when it lives in a PID
         namespace we cannot see into."""
         fd = self.fileno()
-        if _USE_PIDFD_GETPID:
-            pid = lib.pidproc_pidfd_getpid(fd)
-            if pid > 0:
-                return pid
-            if pid != -errno.ENOSYS:
-                raise _pid_error(-pid)
         if _USE_GET_INFO:
             try:
                 info = pidfd_info(fd, PIDFD_INFO_PID)
             except OSError as e:
                 if e.errno != errno.ESRCH:
                     raise _pid_error(e.errno or 0) from None
-                # ESRCH: gone, or (before 6.18) in another namespace; fdinfo says which.
-            else:
-                if info is not None:
-                    return info.pid
+                # ESRCH: reaped, or (before 6.18) in a namespace we cannot
+                # see; only for the former does fdinfo say -1.
+                found = _fdinfo_pid(fd)
+                gone = found is None or found < 0
+                raise _pid_error(errno.ESRCH if gone else errno.EREMOTE) from None
+            if info is not None:
+                return info.pid
+        # Both below read /proc/self/fdinfo, whose PIDs belong to the PID
+        # namespace /proc was mounted from: wrong in a process that entered
+        # another PID namespace without mounting its own /proc.
+        if _USE_PIDFD_GETPID:
+            pid = lib.pidproc_pidfd_getpid(fd)
+            if pid > 0:
+                return pid
+            if pid != -errno.ENOSYS:
+                raise _pid_error(-pid)
         found = _fdinfo_pid(fd)
         if found is None:
             raise OSError(errno.EBADF, f"fd {fd} is not a pidfd")
