@@ -48,6 +48,17 @@ def _c_int(value: Any) -> int:
     raise OverflowError("signed integer is less than minimum")
 
 
+def _pid_t(value: Any) -> int:
+    """process_group: a C int, except that 3.12's fork_exec reads a C long
+    and truncates it to pid_t (2**32 became 0, a new group; fixed in 3.13).
+    Beyond a long we raise 3.12's message; in between we refuse, as 3.13."""
+    if sys.version_info[:2] == (3, 12):
+        number = operator.index(value)
+        if not _LONG_MIN <= number <= _LONG_MAX:
+            raise OverflowError("Python int too large to convert to C long")
+    return _c_int(value)
+
+
 _LONG_MAX = 2 ** (8 * struct.calcsize("l") - 1) - 1
 _LONG_MIN = -_LONG_MAX - 1
 _ID_T_MAX = 2**32 - 1  # uid_t and gid_t: unsigned 32 bits on Linux
@@ -179,7 +190,7 @@ def build_spec(
         exec_paths = [os.path.join(os.fsencode(d), exe) for d in os.get_exec_path(env)]
     # fork_exec's argument parsing ("i" format) comes next in the stdlib.
     umask = _c_int(umask)
-    process_group = _c_int(process_group)
+    process_group = _pid_t(process_group)
     keep = tuple(sorted(map(int, set(pass_fds))))
     if keep and keep[0] < 0:
         raise ValueError("bad value(s) in fds_to_keep")
