@@ -33,6 +33,7 @@ from ._api import (  # type: ignore[no-redef]  # ours replace the star-imported 
 )
 from ._backends import BACKENDS, backends, use_backend
 from ._errors import BackendUnavailable
+from ._patch import patch, patched, unpatch
 from ._peer import peer_pidfd, pidfd_from_ancdata, recv_with_pidfd, set_pass_pidfd
 from ._pidfd import Advice, Namespace, PidFd
 from ._popen import Popen
@@ -45,6 +46,9 @@ __all__ = [
     "BACKENDS",
     "BackendUnavailable",
     "backends",
+    "patch",
+    "patched",
+    "unpatch",
     "use_backend",
     # the pidfd toolkit
     "Advice",

@@ -1,0 +1,125 @@
+"""Switch the ``subprocess`` module itself over to pidproc.
+
+One attribute is replaced: ``subprocess.Popen`` becomes ``pidproc.Popen``.
+That is enough for everything that looks ``Popen`` up at call time: the
+stdlib's own ``run``/``call``/``check_call``/``check_output``/
+``getstatusoutput``/``getoutput`` (they read the module global), ``os.popen``,
+asyncio's subprocess transport, and any code that says ``subprocess.Popen``
+or ``from subprocess import run`` -- whenever it imported ``subprocess``.
+Not reached: a ``Popen`` captured before the patch (``from subprocess import
+Popen`` at import time, a subclass of ``subprocess.Popen`` defined before the
+patch) and spawns that bypass Popen (``os.fork``, ``multiprocessing``,
+``_posixsubprocess`` directly).
+
+``pidproc.Popen`` subclasses the stdlib class captured when pidproc was
+imported, so ``isinstance(p, subprocess.Popen)`` holds for its instances
+while patched, and the stdlib class they inherit from is never modified.
+
+State: ``patch()`` turns the patch on and ``unpatch()`` turns it off again;
+``patched()`` holds it on for the duration of a ``with`` block.  The patch is
+in place while ``patch()`` is in force or any ``patched()`` block runs, so
+nested or overlapping blocks (in several threads) leave it on until the last
+one exits, and an ``unpatch()`` inside a block takes effect when the block
+ends.  Every change happens under one lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from ._popen import Popen
+
+__all__ = ["patch", "unpatch", "patched", "is_patched"]
+
+_lock = threading.RLock()
+_explicit = False  # patch() is in force
+_blocks = 0  # patched() blocks running
+_saved: Any = None  # what subprocess.Popen was before we replaced it
+_installed = False
+_STDLIB_POPEN: Any = Popen.__bases__[0]
+
+
+def _sync() -> None:
+    """Make subprocess match the wanted state; the caller holds _lock."""
+    global _installed, _saved
+    want = _explicit or _blocks > 0
+    if want and not _installed:
+        current = subprocess.Popen
+        # Ours already (left there by a tool that restored it after our
+        # unpatch()): what we replace is then the class ours extends.
+        _saved = _STDLIB_POPEN if current is Popen else current
+        subprocess.Popen = Popen  # type: ignore[misc]
+        _installed = True
+        _asyncio_hook(True)
+    elif not want and _installed:
+        # Put back what was there, unless someone replaced our class since
+        # (mock.patch, another tool): theirs stays, and will restore ours.
+        if subprocess.Popen is Popen:
+            subprocess.Popen = _saved  # type: ignore[misc]
+        _saved = None
+        _installed = False
+        _asyncio_hook(False)
+
+
+def _asyncio_hook(on: bool) -> None:
+    """asyncio's selector loop: spawn through pidproc.asyncio's transport,
+    which watches the pidfd itself.  With only Popen replaced, asyncio's
+    child watcher would still reap by PID (racing Popen.poll, gh-87744) and
+    3.13's transport would still signal by PID (gh-127049)."""
+    import sys
+
+    if not on and "pidproc._aio_transport" not in sys.modules:
+        return
+    from . import _aio_transport  # imports asyncio: only once patching
+
+    if on:
+        _aio_transport.install()
+    else:
+        _aio_transport.uninstall()
+
+
+def patch() -> None:
+    """Make ``subprocess`` (and everything calling it) spawn through pidproc.
+
+    Idempotent: calling it twice is calling it once.
+    """
+    global _explicit
+    with _lock:
+        _explicit = True
+        _sync()
+
+
+def unpatch() -> None:
+    """Undo :func:`patch`: ``subprocess.Popen`` is again what it was before.
+
+    Idempotent.  While a :func:`patched` block runs, the patch stays until
+    the last block exits.
+    """
+    global _explicit
+    with _lock:
+        _explicit = False
+        _sync()
+
+
+@contextlib.contextmanager
+def patched() -> Iterator[None]:
+    """``subprocess`` spawns through pidproc for the duration of the block."""
+    global _blocks
+    with _lock:
+        _blocks += 1
+        _sync()
+    try:
+        yield
+    finally:
+        with _lock:
+            _blocks -= 1
+            _sync()
+
+
+def is_patched() -> bool:
+    """True while ``subprocess.Popen`` is pidproc's."""
+    return subprocess.Popen is Popen
