@@ -74,3 +74,20 @@ def bench(session: nox.Session) -> None:
         "--benchmark-columns=min,median,max,rounds", *session.posargs,
         env={"PIDPROC_BENCH_COMMAND": " ".join(["nox -s bench", *session.posargs])},
     )  # fmt: skip
+
+
+@nox.session(python=PYTHONS)
+def conformance(session: nox.Session) -> None:
+    """CPython's own test_subprocess, bare stdlib and pidproc patched in, side by side.
+
+    One session per version: ``nox -s conformance-3.11 conformance-3.13`` (or
+    ``nox -s conformance -- 3.11 3.13``) picks versions.  Other arguments reach
+    conformance/run.py: ``-k PATTERN``, ``--backend clone``, ``--no-rerun``.
+    The suite is the interpreter's own (lib/pythonX.Y/test, seen from the venv).
+    """
+    versions = [a for a in session.posargs if a in PYTHONS]
+    if versions and session.python not in versions:
+        session.skip(f"not among the versions asked for: {' '.join(versions)}")
+    session.install(".")
+    rest = [a for a in session.posargs if a not in versions]
+    session.run("python", "conformance/run.py", *rest)
