@@ -207,7 +207,7 @@ def _trimmed(tb: types.TracebackType | None) -> types.TracebackType | None:
     # The frame of the callable that _run_program called is ours too, unless
     # it is runpy's (-m: the interpreter shows runpy's frames as well).
     after = cut.tb_next
-    if after is not None and after.tb_frame.f_code.co_filename == __file__:
+    if after is not None and after.tb_frame.f_globals is globals():
         after = after.tb_next
     return after
 
