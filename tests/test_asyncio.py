@@ -597,6 +597,7 @@ def test_wait_pidfd_reaps_our_child(no_leaks: None) -> None:
         assert b.pidfd is not None
         rc_b = await pa.wait_pidfd(b.pidfd)  # a number: the caller keeps it
         os.fstat(b.pidfd)
+        b.wait()
         return rc, rc_b, a.wait()
 
     rc, rc_b, popen_rc = run(main())
