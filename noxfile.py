@@ -91,3 +91,22 @@ def conformance(session: nox.Session) -> None:
     session.install(".")
     rest = [a for a in session.posargs if a not in versions]
     session.run("python", "conformance/run.py", *rest)
+
+
+@nox.session(python=False)
+def distros(session: nox.Session) -> None:
+    """The suite, the paths and conformance inside Debian trixie/sid roots (root only)."""
+    if os.geteuid() != 0:
+        session.error(
+            "distros needs root (debootstrap, chroot, mount): run it as root, as CI does."
+            " Nothing was tested: this is a failure, not a skip."
+        )
+    roots = os.environ.get("PIDPROC_ROOTS", "/var/cache/pidproc-roots")
+    try:
+        session.run("python3", "tools/distros.py", *session.posargs, external=True)
+    finally:
+        # The script mounts in a private namespace; none may show up here.
+        with open("/proc/mounts", encoding="utf-8") as f:
+            left = [ln.split()[1] for ln in f if ln.split()[1].startswith(roots)]
+        if left:
+            session.error(f"mounts left behind under {roots}: {left}")
