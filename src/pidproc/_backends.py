@@ -176,8 +176,11 @@ def _static_check(name: str) -> None:
         return
     if name == "pidfd_spawn":
         version = ffi.string(lib.pidproc_glibc_version()).decode()
-        if not lib.pidproc_pidfd_spawn_available():
+        available = lib.pidproc_pidfd_spawn_available()
+        if not available:
             mark_unusable(name, f"glibc {version} has no pidfd_spawn (2.39+)")
+        elif available < 0:
+            mark_unusable(name, "no /proc for pidfd_getpid and no PIDFD_GET_INFO (Linux 6.13)")
         elif _leaks_pidfd_on_exec_failure(version):
             mark_unusable(name, f"glibc {version} leaks a pidfd when exec fails (BZ 31695)")
     elif name == "clone3" and not lib.pidproc_clone3_compiled():
@@ -270,6 +273,11 @@ def _compute_chain(force: str | None, preexec: bool, posix_spawnable: bool) -> l
     return out
 
 
+def _clone3_denied() -> bool:
+    """clone3 itself answers EPERM here (probing it once if not known yet)."""
+    return state("clone3") is State.UNUSABLE and "EPERM" in _reason.get("clone3", "")
+
+
 _C_FUNCTIONS = {
     "pidfd_spawn": lib.pidproc_spawn_pidfd_spawn,
     "clone3": lib.pidproc_spawn_clone3,
@@ -296,6 +304,10 @@ def spawn_c(name: str, request: SpawnRequest, executable: object, cwd: object) -
             # on the next path, whose child does (nothing ran, no side effect).
             if r.err_errno == errno.ENOSYS:
                 mark_unusable(name, "pidfd_spawn() answered ENOSYS")
+            elif r.err_errno == errno.EPERM and _clone3_denied():
+                # glibc clones with clone3 and falls back to clone only on
+                # ENOSYS/EINVAL: a filter's EPERM reaches every spawn.
+                mark_unusable(name, "glibc's pidfd_spawn uses clone3, which answers EPERM here")
             return None
         raise_child_error(r.err_step, r.err_errno, executable, cwd)
     _mark_usable(name)

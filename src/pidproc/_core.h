@@ -68,7 +68,9 @@ int pidproc_spawn_pidfd_spawn(struct pidproc_spawn *req);
 
 /* 1 when this build has a clone3 trampoline for the CPU architecture. */
 int pidproc_clone3_compiled(void);
-/* 1 when the running glibc exports pidfd_spawn (2.39+); looked up at run time. */
+/* 1 when the running glibc exports pidfd_spawn and pidfd_getpid (2.39+),
+ * looked up at run time; 0 when it does not; -ENOENT when a child could not
+ * be named here (no /proc, no PIDFD_GET_INFO). */
 int pidproc_pidfd_spawn_available(void);
 /* The running glibc's version string, e.g. "2.36". */
 const char *pidproc_glibc_version(void);

@@ -20,6 +20,16 @@
  * When the exec fails, glibc reaps the child before returning; 2.39.0 also
  * leaked its pidfd (BZ 31695, fixed in 2.40): _backends.py does not use this
  * path on 2.39.
+ *
+ * pidfd_spawn returns the pidfd and not the pid, which pidfd_getpid then
+ * reads from /proc/self/fdinfo; once the child has been reaped that says -1
+ * and the number is lost for good.  So the path is not taken while SIGCHLD is
+ * ignored (the kernel reaps at exit, which can come before the question) or
+ * handled (a handler that reaps with waitpid(-1), as asyncio's old child
+ * watchers did): the next path learns the pid from clone itself.  What is
+ * left is a thread blocked in wait()/waitpid(-1) reaping a child that exits
+ * within the few microseconds between the spawn and the question, see
+ * PIDPROC_UNNAMED_PID.
  */
 #include "_internal.h"
 
@@ -27,6 +37,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <gnu/libc-version.h>
+#include <limits.h>
 #include <spawn.h>
 #include <stdint.h>
 #include <string.h>
@@ -38,6 +49,16 @@
 #ifndef __NR_pidfd_send_signal
 #define __NR_pidfd_send_signal 424
 #endif
+#ifndef __NR_pidfd_open
+#define __NR_pidfd_open 434
+#endif
+/* The pid reported for a child that ran, exited and was reaped by someone
+ * else before it could be named.  The program has run: replaying it on
+ * another path would run it twice.  The pidfd still answers for it (its
+ * exit status included, Linux 6.15+); the number is above any pid_max, so
+ * kill() or waitpid() on it can only fail (ESRCH/ECHILD), never reach
+ * another process as -1 (everything) or 0 (our process group) would. */
+#define PIDPROC_UNNAMED_PID INT_MAX
 #define PIDPROC_P_PIDFD 3
 
 extern char **environ;
@@ -60,11 +81,30 @@ static void lookup(void)
     }
 }
 
-/* Both arrived in glibc 2.39; one without the other is not a glibc we know. */
+static int child_pid(int pidfd);
+
+/* 1: usable.  0: this glibc has no pidfd_spawn/pidfd_getpid (both 2.39).
+ * -ENOENT: a child could not be named here (no /proc for pidfd_getpid and
+ * no PIDFD_GET_INFO, before Linux 6.13), seen on a pidfd of this process. */
 int pidproc_pidfd_spawn_available(void)
 {
+    static volatile int named; /* 0 not known yet, 1 yes, -ENOENT no */
     lookup();
-    return spawn_fn != NULL && getpid_fn != NULL;
+    if (spawn_fn == NULL || getpid_fn == NULL)
+        return 0;
+    if (named == 0) {
+        int saved = errno;
+        long fd = syscall(__NR_pidfd_open, getpid(), 0);
+        if (fd < 0) {
+            /* EMFILE and the like say nothing: ask again next time. */
+            errno = saved;
+            return 1;
+        }
+        named = child_pid((int)fd) == getpid() ? 1 : -ENOENT;
+        close((int)fd);
+        errno = saved;
+    }
+    return named;
 }
 
 const char *pidproc_glibc_version(void) { return gnu_get_libc_version(); }
@@ -189,6 +229,16 @@ static int set_attrs(const struct pidproc_spawn *req, posix_spawnattr_t *attr)
     return posix_spawnattr_setflags(attr, flags);
 }
 
+/* SIGCHLD ignored or SA_NOCLDWAIT (the kernel reaps at exit), or handled
+ * (the handler may reap): a child may be gone before it has been named. */
+static int children_may_be_reaped_by_others(void)
+{
+    struct sigaction sa;
+    if (sigaction(SIGCHLD, NULL, &sa) != 0)
+        return 0;
+    return sa.sa_handler != SIG_DFL || (sa.sa_flags & SA_NOCLDWAIT);
+}
+
 /* Nothing ran: let the next path do the request and report exactly. */
 static int replay(struct pidproc_spawn *req, int err)
 {
@@ -199,8 +249,9 @@ static int replay(struct pidproc_spawn *req, int err)
 
 int pidproc_spawn_pidfd_spawn(struct pidproc_spawn *req)
 {
-    if (!pidproc_pidfd_spawn_available())
-        return -ENOSYS;
+    int available = pidproc_pidfd_spawn_available();
+    if (available <= 0)
+        return available ? available : -ENOSYS;
 
     int saved_errno = errno;
     pidproc_fill_vectors(req);
@@ -209,6 +260,11 @@ int pidproc_spawn_pidfd_spawn(struct pidproc_spawn *req)
     req->err_step = PIDPROC_STEP_NONE;
     req->err_errno = 0;
 
+    if (children_may_be_reaped_by_others()) {
+        replay(req, ECHILD); /* the next path learns the pid from clone itself */
+        errno = saved_errno;
+        return 0;
+    }
     const char *path = first_candidate(req);
     if (!path) {
         replay(req, ENOENT);
@@ -242,10 +298,16 @@ int pidproc_spawn_pidfd_spawn(struct pidproc_spawn *req)
             if (pid > 0) {
                 req->pidfd = pidfd;
                 req->pid = pid;
+            } else if (syscall(__NR_pidfd_send_signal, pidfd, 0, NULL, 0) != 0
+                       && errno == ESRCH) {
+                /* It ran, exited and was reaped by a foreign waitpid(-1). */
+                req->pidfd = pidfd;
+                req->pid = PIDPROC_UNNAMED_PID;
             } else {
-                /* Without /proc and without PIDFD_GET_INFO (before 6.13) the
-                 * child cannot be named, and Popen.pid is not optional: end
-                 * it and have Python take the next path from now on. */
+                /* Alive and nameless: /proc went away after the probe in
+                 * pidproc_pidfd_spawn_available() on a kernel before 6.13.
+                 * Popen.pid is not optional: end it, and have Python take the
+                 * next path from now on. */
                 siginfo_t info;
                 (void)syscall(__NR_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
                 while (waitid((idtype_t)PIDPROC_P_PIDFD, (id_t)pidfd, &info, WEXITED) < 0
