@@ -32,6 +32,9 @@ from typing import Any, NoReturn
 
 from ._patch import patch
 
+# 3.15 no longer puts __cached__ in the globals of a script or of stdin.
+_MAIN_HAS_CACHED = sys.version_info < (3, 15)
+
 USAGE = """\
 usage: python -m pidproc -m MODULE [ARGS...]
        python -m pidproc SCRIPT [ARGS...]
@@ -132,7 +135,8 @@ def _prepare(kind: str, target: str, rest: list[str]) -> Callable[[], Any]:
         _set_path0("")
         main = _fresh_main()
         main.__file__ = "<stdin>"
-        main.__cached__ = None  # type: ignore[attr-defined]
+        if _MAIN_HAS_CACHED:
+            main.__cached__ = None  # type: ignore[attr-defined]
         main.__loader__ = importlib.machinery.BuiltinImporter
         return _exec_in(main, sys.stdin.read(), "<stdin>")
 
@@ -159,7 +163,8 @@ def _prepare(kind: str, target: str, rest: list[str]) -> Callable[[], Any]:
     _set_path0(os.path.dirname(os.path.realpath(target)))
     main = _fresh_main()
     main.__file__ = filename
-    main.__cached__ = None  # type: ignore[attr-defined]
+    if _MAIN_HAS_CACHED:
+        main.__cached__ = None  # type: ignore[attr-defined]
     loader_cls: Any = importlib.machinery.SourceFileLoader
     if data[:4] == importlib.util.MAGIC_NUMBER:
         loader_cls = importlib.machinery.SourcelessFileLoader
