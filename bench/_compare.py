@@ -34,7 +34,8 @@ The design
     distribution-free 95 % interval from order statistics: a slow patch of the
     machine slows both batches of a round and cancels in their ratio.  A
     target is "met" when the headline satisfies it, "within noise" when only
-    the interval reaches it, "missed" otherwise.
+    the interval reaches it, "missed" otherwise.  A scenario may also name
+    pairs of other sides for context (S1: the stdlib against the C floor).
 
     With benchmarks disabled (the normal test run, ``--benchmark-disable`` in
     pyproject.toml) pedantic calls setup and target once: one round at the
@@ -122,6 +123,9 @@ class Scenario:
     quick_per_round: int = 1
     stat: Stat = "median"
     note: str = ""
+    # Pairs of other sides whose paired time ratio is reported for context,
+    # e.g. ("stdlib", "C floor"): how far the stdlib itself is from the floor.
+    context: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -167,12 +171,14 @@ class Result:
 
     def speedup(self, other: str) -> Interval:
         """Paired per-round speed-ups of pidproc over ``other`` (>1: pidproc faster)."""
-        mine = self.sides[0].rounds
-        theirs = self.side(other).rounds
+        return self.paired(self.sides[0].name, other)
+
+    def paired(self, a: str, b: str) -> Interval:
+        """Median over rounds of statistic(b's batch) / statistic(a's batch)."""
         ratios = [
-            self.statistic(t) / self.statistic(m)
-            for m, t in zip(mine, theirs, strict=True)
-            if self.statistic(m) > 0
+            self.statistic(tb) / self.statistic(ta)
+            for ta, tb in zip(self.side(a).rounds, self.side(b).rounds, strict=True)
+            if self.statistic(ta) > 0
         ]
         return median_interval(ratios)
 

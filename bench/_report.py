@@ -145,6 +145,14 @@ def markdown(results: list[Result], info: dict[str, Any], command: str, elapsed:
         out.append("")
         for v in r.verdicts():
             out.append(f"- target: {v.target.describe()}: {v.text}: **{v.status}**")
+        names = {s.name for s in r.sides}
+        for a, b in sc.context:
+            if a in names and b in names:
+                iv = r.paired(b, a)
+                out.append(
+                    f"- context: {a}'s time / {b}'s = {iv.point:.3f} "
+                    f"(95 % CI {iv.low:.3f} .. {iv.high:.3f}), paired per round"
+                )
         extras = sorted({k for s in r.sides for e in s.extra for k in e})
         for key in extras:
             per_side = []
@@ -255,22 +263,27 @@ def chart(results: list[Result], path: Path, info: dict[str, Any]) -> str | None
 
 
 def write(
-    results: list[Result], directory: Path, info: dict[str, Any], command: str, elapsed: float
+    results: list[Result],
+    directory: Path,
+    info: dict[str, Any],
+    command: str,
+    elapsed: float,
+    stem: str = "latest",
 ) -> tuple[str, list[str]]:
-    """Write latest.{md,json,png}; return the Markdown and notes for the terminal."""
+    """Write <stem>.{md,json,png}; return the Markdown and notes for the terminal."""
     directory.mkdir(parents=True, exist_ok=True)
     results = sorted(results, key=lambda r: r.scenario.key)
     notes = []
-    why = chart(results, directory / "latest.png", info)
+    why = chart(results, directory / f"{stem}.png", info)
     text = markdown(results, info, command, elapsed)
     if why is None:
-        text += "\n![pidproc vs stdlib](latest.png)\n"
-        notes.append(f"chart: {directory / 'latest.png'}")
+        text += f"\n![pidproc vs stdlib]({stem}.png)\n"
+        notes.append(f"chart: {directory / f'{stem}.png'}")
     else:
         notes.append(f"no chart: {why}")
-    (directory / "latest.md").write_text(text)
-    with open(directory / "latest.json", "w") as f:
+    (directory / f"{stem}.md").write_text(text)
+    with open(directory / f"{stem}.json", "w") as f:
         json.dump(to_json(results, info, command, elapsed), f, indent=1)
         f.write("\n")
-    notes += [f"report: {directory / 'latest.md'}", f"raw: {directory / 'latest.json'}"]
+    notes += [f"report: {directory / f'{stem}.md'}", f"raw: {directory / f'{stem}.json'}"]
     return text, notes

@@ -76,6 +76,7 @@ def test_s1_spawn_wait(benchmark: Any) -> None:
             per_round=40,
             quick_per_round=3,
             note="" if floor is not None else f"C floor not run: {why}",
+            context=[("stdlib", "C floor (vfork)")],
         ),
     )
 
