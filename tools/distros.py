@@ -159,8 +159,29 @@ class StepFailed(Exception):
     pass
 
 
+# Set when the run is interrupted: run() starts nothing more.
+STOPPING = threading.Event()
+
+
 class Interrupted(BaseException):
     """SIGTERM/SIGHUP: unwind through every finally (mounts, processes)."""
+
+
+def default_dispositions() -> None:
+    """Signals ignored or blocked by whoever started us (a background job
+    ignores SIGINT, nohup SIGHUP) would stay so in every test process, whose
+    children the suite compares with the stdlib's: start from the defaults.
+    SIGPIPE and SIGXFSZ stay as Python set them (restore_signals resets them
+    in children)."""
+    keep = {signal.SIGPIPE, signal.SIGXFSZ, signal.SIGKILL, signal.SIGSTOP}
+    for sig in signal.valid_signals():
+        if sig in keep:
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            if signal.getsignal(sig) is signal.SIG_IGN:
+                signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
 def _on_signal(signum: int, _frame: Any) -> None:
@@ -180,31 +201,58 @@ def run(
 ) -> int:
     """Run cmd with its output appended to log; StepFailed (with the log's
     tail) when it fails and check is set."""
+    if STOPPING.is_set():
+        raise StepFailed("interrupted")
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a", encoding="utf-8", errors="replace") as out:
         out.write(f"\n$ {' '.join(map(str, cmd))}\n")
         out.flush()
+        # Its own process group, so that a step is ended whole (debootstrap,
+        # chroot, pytest and what they started), by the group's id.
         proc = subprocess.Popen(
             [str(c) for c in cmd],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
             stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
+        with _live_lock:
+            _live.add(proc)
         try:
             rc = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            end_group(proc)
             out.write(f"\n[timed out after {timeout:.0f} s]\n")
             rc = -9
         except BaseException:
-            proc.kill()
-            proc.wait()
+            end_group(proc)
             raise
+        finally:
+            with _live_lock:
+                _live.discard(proc)
     if check and rc != 0:
         raise StepFailed(f"{cmd[0]} ... exited {rc}; see {log}:\n{tail(log)}")
     return rc
+
+
+_live: set[subprocess.Popen[bytes]] = set()
+_live_lock = threading.Lock()
+
+
+def end_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a step's process group (its id is the step's pid) and reap it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def end_all_steps() -> None:
+    with _live_lock:
+        running = list(_live)
+    for proc in running:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def tail(log: Path, lines: int = 40) -> str:
@@ -814,6 +862,7 @@ def main(argv: list[str]) -> int:
         return 2
     args = parse(argv)
     enter_private_namespace(argv)
+    default_dispositions()
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
     logs = CACHE / "logs"
@@ -867,17 +916,25 @@ def main(argv: list[str]) -> int:
             while t.is_alive():
                 t.join(0.5)
     except (KeyboardInterrupt, Interrupted) as e:
-        say(f"interrupted ({e or 'SIGINT'}): stopping what runs in the roots, undoing mounts")
-        for s in suites:
-            kill_processes_in(s.root)
-        for t in threads:
-            t.join(30)
-        for s in suites:
-            for part in (s.root, CACHE / f"{s.name}.partial"):
-                with contextlib.suppress(StepFailed):
-                    kill_processes_in(part)
-                    unmount_all(part)
-        raise
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # let the cleanup finish
+        say(f"interrupted ({str(e) or 'SIGINT'}): stopping what runs in the roots, undoing mounts")
+        STOPPING.set()  # no step starts from now on
+        parts = [p for s in suites for p in (s.root, CACHE / f"{s.name}.partial")]
+        deadline = time.monotonic() + 60
+        while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
+            end_all_steps()
+            for part in parts:
+                kill_processes_in(part)
+            for t in threads:
+                t.join(0.2)
+        for part in parts:
+            with contextlib.suppress(StepFailed):
+                kill_processes_in(part)
+                unmount_all(part)
+        left = mounts_under(CACHE)
+        say(f"stopped; mounts left: {left or 'none'}")
+        return 130 if isinstance(e, KeyboardInterrupt) else 143
     flat = [r for s in suites for r in results.get(s.name, [])]
     print(report(flat, time.monotonic() - t0))
     left = mounts_under(CACHE)
