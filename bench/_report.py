@@ -227,7 +227,10 @@ def chart(results: list[Result], path: Path, info: dict[str, Any]) -> str | None
     for ax, r in zip(axes.flat, results, strict=False):
         names = [s.name for s in r.sides][::-1]
         data = [[x * 1e3 for x in s.samples] for s in r.sides][::-1]
-        ax.boxplot(data, vert=False, whis=(5, 95), showfliers=False, widths=0.6)
+        try:  # matplotlib 3.10+ says orientation=, and deprecates vert=
+            ax.boxplot(data, orientation="horizontal", whis=(5, 95), showfliers=False, widths=0.6)
+        except TypeError:
+            ax.boxplot(data, vert=False, whis=(5, 95), showfliers=False, widths=0.6)
         ax.set_yticks(range(1, len(names) + 1), names, fontsize=8)
         # Log scale when the boxes (not the outliers) span a wide range.
         lo = min(statistics.quantiles(d, n=20)[0] if len(d) > 1 else d[0] for d in data)
