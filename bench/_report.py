@@ -187,7 +187,8 @@ def to_json(
                     {
                         "name": s.name,
                         **_side_stats(s.samples),
-                        "rounds": s.rounds,
+                        # Seconds, to the nanosecond (the clocks' own resolution).
+                        "rounds": [[round(x, 9) for x in r] for r in s.rounds],
                         "extra": s.extra,
                     }
                     for s in r.sides
@@ -286,7 +287,7 @@ def write(
         notes.append(f"no chart: {why}")
     (directory / f"{stem}.md").write_text(text)
     with open(directory / f"{stem}.json", "w") as f:
-        json.dump(to_json(results, info, command, elapsed), f, indent=1)
+        json.dump(to_json(results, info, command, elapsed), f, separators=(",", ":"))
         f.write("\n")
     notes += [f"report: {directory / f'{stem}.md'}", f"raw: {directory / f'{stem}.json'}"]
     return text, notes
