@@ -1,7 +1,9 @@
 """The report of an enabled run: Markdown, JSON and a PNG chart.
 
 Written by bench/conftest.py at the end of ``nox -s bench`` into
-bench/results/latest.{md,json,png}.  The chart needs matplotlib, which only
+bench/results/latest.{md,json,png}; ``python bench/_report.py
+bench/results/latest.json`` draws the Markdown and the chart again from the
+JSON.  The chart needs matplotlib, which only
 the bench session installs; without it the chart is skipped with a note.
 """
 
@@ -18,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from _compare import Result, fmt_seconds
+from _compare import Result, Scenario, SideResult, Target, fmt_seconds
 
 
 def _read(path: str) -> str:
@@ -183,6 +185,7 @@ def to_json(
                 "per_round": sc.per_round,
                 "elapsed_s": r.elapsed,
                 "note": sc.note,
+                "context": [list(pair) for pair in sc.context],
                 "sides": [
                     {
                         "name": s.name,
@@ -260,10 +263,26 @@ def chart(results: list[Result], path: Path, info: dict[str, Any]) -> str | None
         f"glibc {info['glibc']}, {info['cpu_count']} CPUs, {info['python']}, {info['date']}",
         fontsize=9,
     )
-    fig.tight_layout()
+    height = 2.6 * rows + 0.8
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / height))  # room for the suptitle
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return None
+
+
+def from_json(data: dict[str, Any]) -> list[Result]:
+    """The results of a report's JSON, to draw the report again."""
+    results = []
+    for sc in data["scenarios"]:
+        targets = [Target(t["kind"], t["value"], t["other"]) for t in sc["targets"]]
+        scenario = Scenario(
+            sc["key"], sc["title"], sc["measures"], [], targets, sc["rounds"], sc["per_round"],
+            stat=sc["stat"], note=sc["note"],
+            context=[(a, b) for a, b in sc.get("context", [])],
+        )  # fmt: skip
+        sides = [SideResult(s["name"], s["rounds"], s["extra"]) for s in sc["sides"]]
+        results.append(Result(scenario, sides, False, sc["elapsed_s"]))
+    return results
 
 
 def write(
@@ -291,3 +310,16 @@ def write(
         f.write("\n")
     notes += [f"report: {directory / f'{stem}.md'}", f"raw: {directory / f'{stem}.json'}"]
     return text, notes
+
+
+if __name__ == "__main__":
+    # Draw a report again from its JSON (after a change to this file):
+    #   python bench/_report.py bench/results/latest.json
+    source = Path(sys.argv[1])
+    with open(source) as f:
+        data = json.load(f)
+    _, notes = write(
+        from_json(data), source.parent, data["machine"], data["command"], data["elapsed_s"],
+        source.stem,
+    )  # fmt: skip
+    print("\n".join(notes))
