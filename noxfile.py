@@ -38,7 +38,16 @@ def _runs(python: str) -> bool:
 
 
 PYTHONS = [v for v in ("3.10", "3.11", "3.12", "3.13", "3.14", "3.15") if _runs(f"python{v}")]
-LINT_PATHS = ["src", "tests", "bench", "conformance", "tools", "noxfile.py", "build_ffi.py", "setup.py"]
+LINT_PATHS = [
+    "src",
+    "tests",
+    "bench",
+    "conformance",
+    "tools",
+    "noxfile.py",
+    "build_ffi.py",
+    "setup.py",
+]
 
 
 def _install(session: nox.Session, *extra: str) -> None:
