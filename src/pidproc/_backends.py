@@ -32,7 +32,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from ._core import ffi, lib
-from ._errors import BackendUnavailable, raise_child_error
+from ._errors import BackendUnavailable, TransientSpawnError, raise_child_error
 from ._request import SpawnRequest, probe_spec
 
 BACKENDS = ("pidfd_spawn", "clone3", "clone", "fork", "pid")
@@ -296,7 +296,7 @@ def spawn_c(name: str, request: SpawnRequest, executable: object, cwd: object) -
             )
         return None
     if rc > 0:
-        raise OSError(rc, os.strerror(rc))
+        raise TransientSpawnError(rc, os.strerror(rc))
     r = request.struct
     if r.err_step:
         if name == "pidfd_spawn":

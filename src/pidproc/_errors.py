@@ -24,6 +24,12 @@ class BackendUnavailable(RuntimeError):
     """A spawn path was forced (PIDPROC_BACKEND or use_backend) that cannot work here."""
 
 
+class TransientSpawnError(OSError):
+    """The spawn syscall itself failed for now (EAGAIN, EMFILE, ENOMEM, ...).
+    Internal: Popen then lets the stdlib spawn, which either manages (it may
+    need fewer fds, e.g. posix_spawn) or raises exactly its own exception."""
+
+
 def raise_child_error(step: int, err: int, executable: Any, cwd: Any) -> NoReturn:
     message = os.strerror(err) if err else ""
     if step == lib.PIDPROC_STEP_EXEC:

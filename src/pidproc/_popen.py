@@ -38,8 +38,15 @@ from time import monotonic as _time
 from typing import Any, cast
 
 from . import _backends
+from ._errors import TransientSpawnError
 from ._pidfd_info import exit_status_after_reap
-from ._request import SpawnRequest, build_spec, normalize_args
+from ._request import (
+    SpawnRequest,
+    build_spec,
+    check_like_posix_spawn,
+    normalize_args,
+    stdlib_posix_spawns,
+)
 
 _STDLIB_EXECUTE_CHILD = subprocess.Popen._execute_child  # type: ignore[attr-defined]
 _STDLIB_TAKES_PGID = "process_group" in inspect.signature(_STDLIB_EXECUTE_CHILD).parameters
@@ -50,6 +57,14 @@ _MAX_SPAWNABLE_PASS_FD = 1024
 # takes an int of milliseconds and Lock.acquire refuses more than
 # TIMEOUT_MAX, so wait(timeout=1e10 or inf) would overflow (gh-154836).
 _MAX_WAIT_SLICE = 24 * 3600.0
+
+
+def _few_plain_fds(pass_fds: Any) -> bool:
+    """pass_fds that pidfd_spawn can take.  Never raises, never consumes an
+    iterator: whatever is wrong with them, the stdlib's own checks say so."""
+    if not isinstance(pass_fds, (list, tuple, set, frozenset)):
+        return False
+    return all(type(fd) is int and fd < _MAX_SPAWNABLE_PASS_FD for fd in pass_fds)
 
 
 class _PidfdHandle:
@@ -149,24 +164,48 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
             and all(
                 fd == -1 or fd > 2 or fd == n for n, fd in enumerate((p2cread, c2pwrite, errwrite))
             )
-            and (not pass_fds or max(pass_fds) < _MAX_SPAWNABLE_PASS_FD)
+            and _few_plain_fds(pass_fds)
         )
         names = _backends.chain(preexec=preexec_fn is not None, posix_spawnable=posix_spawnable)
         c_names = [n for n in names if n in _backends.C_BACKENDS]
         if c_names:
             args, executable = normalize_args(args, executable, shell)
             sys.audit("subprocess.Popen", executable, args, cwd, env)
+            # Where the stdlib would use os.posix_spawn, its checks and its
+            # error reports are os.posix_spawn's: ours follow them.
+            like_posix_spawn = stdlib_posix_spawns(
+                dict(executable=executable, preexec_fn=preexec_fn, close_fds=close_fds,
+                     pass_fds=pass_fds, cwd=cwd, p2cread=p2cread, c2pwrite=c2pwrite,
+                     errwrite=errwrite, start_new_session=start_new_session,
+                     process_group=process_group, gid=gid, gids=gids, uid=uid, umask=umask)
+            )  # fmt: skip
+            if like_posix_spawn:
+                check_like_posix_spawn(
+                    executable, args, env, close_fds,
+                    (p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite),
+                )  # fmt: skip
             spec = build_spec(
                 args, executable, env, cwd, pass_fds, close_fds, (p2cread, c2pwrite, errwrite),
                 restore_signals, start_new_session, process_group, uid, gid, gids, umask,
+                posix_spawn_checked=like_posix_spawn,
             )  # fmt: skip
             request = SpawnRequest(spec)
-            for name in c_names:
-                spawned = _backends.spawn_c(name, request, executable, cwd)
-                if spawned is not None:
-                    self._adopt(spawned.pid, spawned.pidfd, spawned.backend)
-                    self._close_pipe_fds(p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite)
-                    return
+            try:
+                for name in c_names:
+                    spawned = _backends.spawn_c(name, request, executable, cwd)
+                    if spawned is not None:
+                        self._adopt(spawned.pid, spawned.pidfd, spawned.backend)
+                        self._close_pipe_fds(
+                            p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite
+                        )
+                        return
+            except TransientSpawnError:
+                pass  # out of fds or processes: the stdlib's spawn below says what it says
+            except OSError as e:
+                if not like_posix_spawn:
+                    raise
+                # os.posix_spawn names the program in every failure.
+                raise OSError(e.errno, e.strerror, os.fspath(executable)) from None
         # The stdlib spawns (vfork, posix_spawn, or fork for preexec_fn).
         _STDLIB_EXECUTE_CHILD(self, *stdlib_args)
         if "fork" in names:
@@ -187,12 +226,19 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
         taken it and its PID been recycled in between)."""
         try:
             fd = os.pidfd_open(self.pid)
+        except ProcessLookupError:
+            # Gone: only a reap ends a child's PID, so someone else reaped it.
+            # The stdlib reads that (ECHILD) as 0; and its PID is not ours to
+            # signal or wait for any more.
+            self.returncode = 0
+            return None
         except OSError:
             return None  # EMFILE and friends: carry on exactly as the stdlib
         try:
             os.waitid(os.P_PIDFD, fd, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
             os.close(fd)
+            self.returncode = 0  # as above: reaped elsewhere, its PID already reused
             return None
         return fd
 

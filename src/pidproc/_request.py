@@ -11,12 +11,18 @@ vector instead of one per string.
 
 from __future__ import annotations
 
+import ast
+import functools
+import inspect
 import operator
 import os
 import struct
+import subprocess
 import sys
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import CodeType
 from typing import Any
 
 from ._core import ffi
@@ -133,6 +139,88 @@ def normalize_args(args: Any, executable: Any, shell: bool) -> tuple[list[Any], 
     return args, executable
 
 
+# ---- where the stdlib would call os.posix_spawn ------------------------------
+#
+# The stdlib's _execute_child hands some requests to os.posix_spawn instead of
+# its own fork_exec (an executable with a directory part, no cwd, pass_fds,
+# ids, umask, session or group; close_fds=False before 3.13).  There the
+# arguments are checked by os.posix_spawn, in its order and with its
+# messages, and every failure names the program.  pidproc still spawns
+# those with its own paths, after the same checks.
+
+
+@functools.cache
+def _posix_spawn_test() -> CodeType | None:
+    """The running stdlib's own condition (it differs per version), compiled
+    from its source; None where the source is not there to read."""
+    try:
+        source = textwrap.dedent(inspect.getsource(subprocess.Popen._execute_child))  # type: ignore[attr-defined]
+    except (OSError, TypeError):
+        return None
+    for node in ast.walk(ast.parse(source)):
+        if (
+            isinstance(node, ast.If)
+            and isinstance(node.test, ast.BoolOp)
+            and any(
+                isinstance(v, ast.Name) and v.id == "_USE_POSIX_SPAWN" for v in node.test.values
+            )
+        ):
+            return compile(ast.Expression(node.test), "<subprocess: posix_spawn?>", "eval")
+    return None
+
+
+def stdlib_posix_spawns(names: dict[str, Any]) -> bool:
+    """Would the stdlib take os.posix_spawn here?  Evaluated as there, so
+    that it raises what it raises there (``umask < 0`` with a str umask)."""
+    test = _posix_spawn_test()
+    if test is None:
+        return False
+    try:
+        return bool(eval(test, vars(subprocess), names))  # noqa: S307 - the stdlib's own code
+    except NameError:
+        return False  # a condition on something this version of pidproc does not pass
+
+
+_STOP = None  # not a file action: os.posix_spawn stops there, before spawning
+
+
+def check_like_posix_spawn(
+    executable: Any, args: list[Any], env: Any, close_fds: bool, fds: tuple[int, ...]
+) -> None:
+    """os.posix_spawn's own checks of what the stdlib would pass it (path,
+    argv, env, file actions, in its order), without spawning: the last file
+    action is one it cannot parse, so it raises there at the latest."""
+    p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite = fds
+    actions: list[Any] = [
+        (os.POSIX_SPAWN_CLOSE, fd) for fd in (p2cwrite, c2pread, errread) if fd != -1
+    ]
+    for n, fd in enumerate((p2cread, c2pwrite, errwrite)):
+        if fd != -1:
+            actions.append((os.POSIX_SPAWN_DUP2, fd, n))
+    if close_fds and hasattr(os, "POSIX_SPAWN_CLOSEFROM"):
+        actions.append((os.POSIX_SPAWN_CLOSEFROM, 3))
+    actions.append(_STOP)
+    try:
+        # os.environ holds only what putenv accepted: nothing there to check.
+        os.posix_spawn(executable, args, {} if env is None else env, file_actions=actions)
+    except TypeError as e:
+        if str(e) != _STOP_MESSAGE:
+            raise
+    else:  # pragma: no cover - cannot happen: the last action cannot be parsed
+        raise AssertionError("os.posix_spawn ran past an unparsable file action")
+
+
+def _stop_message() -> str:
+    try:
+        os.posix_spawn("/", ["/"], {}, file_actions=[_STOP])  # type: ignore[list-item]
+    except TypeError as e:
+        return str(e)
+    raise AssertionError("os.posix_spawn accepted a file action of None")  # pragma: no cover
+
+
+_STOP_MESSAGE = _stop_message() if hasattr(os, "posix_spawn") else ""
+
+
 @dataclass
 class ChildSpec:
     """What the child is to run, in the stdlib's terms, already validated."""
@@ -170,14 +258,22 @@ def build_spec(
     gid: int | None,
     gids: Sequence[int] | None,
     umask: int,
+    *,
+    posix_spawn_checked: bool = False,
 ) -> ChildSpec:
     """Validate and convert in the order the stdlib does, so the first bad
-    argument raises the same exception it would raise there."""
+    argument raises the same exception it would raise there.
+
+    ``posix_spawn_checked``: check_like_posix_spawn passed, as os.posix_spawn
+    would have (it allows "=" first in an env name and never reads umask,
+    which is negative there)."""
+    if posix_spawn_checked:
+        umask = -1
     if env is not None:
         envp = []
         for k, v in env.items():
             key = os.fsencode(k)
-            if b"=" in key:
+            if b"=" in key and not posix_spawn_checked:
                 raise ValueError("illegal environment variable name")
             envp.append(key + b"=" + os.fsencode(v))
     else:
@@ -188,16 +284,20 @@ def build_spec(
     else:
         # This matches the stdlib (and os._execvpe): the child's PATH.
         exec_paths = [os.path.join(os.fsencode(d), exe) for d in os.get_exec_path(env)]
-    # fork_exec's argument parsing ("i" format) comes next in the stdlib.
-    umask = _c_int(umask)
+    keep = tuple(sorted(map(int, set(pass_fds))))  # still Python code there
+    # fork_exec's argument parsing comes next in the stdlib, in its order:
+    # the stdio fds (an int given as stdin= etc. is passed as is), the
+    # process group, the umask.
+    fds = (_c_int(fds[0]), _c_int(fds[1]), _c_int(fds[2]))
     process_group = _pid_t(process_group)
-    keep = tuple(sorted(map(int, set(pass_fds))))
-    if keep and keep[0] < 0:
+    umask = _c_int(umask)
+    if keep and (keep[0] < 0 or keep[-1] > 2**31 - 1):  # fork_exec: 0 <= fd <= INT_MAX
         raise ValueError("bad value(s) in fds_to_keep")
-    argv = [fsencode_checked(a) for a in args]
+    # fork_exec converts the executable list before argv.
     for item in exec_paths:
         if b"\0" in item:
             raise ValueError("embedded null byte")
+    argv = [fsencode_checked(a) for a in args]
     if envp is not None:
         for item in envp:
             if b"\0" in item:
