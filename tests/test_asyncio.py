@@ -458,9 +458,13 @@ def test_loop_closed_while_children_run(no_leaks: None) -> None:
     procs = loop.run_until_complete(start())
     pids = {p.pid for p in procs}
     loop.close()
-    time.sleep(0.2)  # the last one exits by itself, unnoticed: a zombie
-    assert {p.pid for p in procs[:3]} <= {pid for pid, st in children() if st != "Z"}
+    # The last one exits by itself, unnoticed: a zombie (waited for, not
+    # slept for: the machine may be busy).
+    deadline = time.monotonic() + 10
+    while (procs[3].pid, "Z") not in children() and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert (procs[3].pid, "Z") in children()
+    assert {p.pid for p in procs[:3]} <= {pid for pid, st in children() if st != "Z"}
     t0 = time.monotonic()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)  # "unclosed transport", as asyncio
