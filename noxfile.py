@@ -6,6 +6,7 @@
     nox -s bench        the benchmarks against the stdlib, with a report
     nox -s conformance  CPython's own test_subprocess with pidproc patched in
     nox -s distros      the suite inside Debian trixie/sid roots (glibc 2.41/2.43)
+    nox -s stress       the long reliability runs, with their table (~4 min, not in CI)
 
 Arguments after ``--`` reach pytest (or the tool) unchanged.
 """
@@ -119,3 +120,26 @@ def distros(session: nox.Session) -> None:
             left = [ln.split()[1] for ln in f if ln.split()[1].startswith(roots)]
         if left:
             session.error(f"mounts left behind under {roots}: {left}")
+
+
+@nox.session
+def stress(session: nox.Session) -> None:
+    """Sandbox faults, exhaustion, races and generated bad input, the long
+    versions (PIDPROC_STRESS=1: 10,000 spawn cycles per path, thousands of
+    racing operations and generated calls), then the table of classes, cases
+    tried, divergences from the stdlib and fds/zombies left behind."""
+    _install(session)
+    report = os.path.join(session.create_tmp(), "stress.jsonl")
+    if os.path.exists(report):
+        os.remove(report)
+    files = [
+        "tests/test_sandbox_faults.py", "tests/test_exhaustion.py",
+        "tests/test_races.py", "tests/test_differential_fuzz.py",
+    ]  # fmt: skip
+    env = {"PIDPROC_STRESS": "1", "PIDPROC_STRESS_REPORT": report}
+    try:
+        session.run("python", "-m", "pytest", "-p", "no:cacheprovider", *files, *session.posargs,
+                    env=env)  # fmt: skip
+    finally:
+        if os.path.exists(report):
+            session.run("python", "-m", "tests.stress", report)

@@ -80,7 +80,7 @@ PROGRAMS = {
     "sh-exit": ["sh", "-c", "echo $X; pwd; umask; exit 3"],
     "sh-stderr": ["sh", "-c", "echo err >&2; echo out"],
     "id": ["id"],
-    "fds": ["ls", "/proc/self/fd"],
+    "fds": ["sh", "-c", "ls /proc/self/fd", "sh"],  # extra args: positional, unused
     "env": ["env"],
     "sig": ["sh", "-c", "kill -USR1 $$"],
     "missing": ["pidproc-no-such-program"],
@@ -284,7 +284,7 @@ def check(call: dict[str, Any], scratch: dict[str, Any], tally: dict[str, int]) 
     assert not leaked
 
 
-EXAMPLES = 3000 if STRESS else 60
+EXAMPLES = 5000 if STRESS else 60
 
 
 @pytest.fixture(scope="module")

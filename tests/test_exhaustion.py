@@ -281,7 +281,7 @@ def one_cycle(i: int, scratch: str) -> None:
 def test_many_cycles_stay_flat(backend: str, tmp_path: Any) -> None:
     """Success, exec failure, bad cwd, pipes, timeouts, killed children,
     over and over: the fd count, the zombies and the memory stay flat."""
-    cycles = scale(400, 10_000)
+    cycles = scale(500, 10_000)
     warmup = cycles // 10
     scratch = str(tmp_path)
     for i in range(warmup):
@@ -295,7 +295,12 @@ def test_many_cycles_stay_flat(backend: str, tmp_path: Any) -> None:
     leaked_fds = live_fds() ^ fds_before
     left = [kid for kid in children() if kid not in kids_before]
     objects_grew, rss_grew = len(gc.get_objects()) - objects_before, rss_kib() - rss_before
-    record(f"{cycles} mixed spawn cycles ({backend})", cycles, 0, len(leaked_fds) + len(left))
+    record(
+        f"{cycles} spawn cycles ({backend}; RSS {rss_grew:+d} KiB, objects {objects_grew:+d})",
+        cycles,
+        0,
+        len(leaked_fds) + len(left),
+    )
     print(f"{backend}: {cycles} cycles, objects {objects_grew:+d}, RSS {rss_grew:+d} KiB")
     assert not leaked_fds
     assert not left
