@@ -45,6 +45,7 @@ from ._request import (
     build_spec,
     check_like_posix_spawn,
     normalize_args,
+    quick_request,
     stdlib_posix_spawns,
 )
 
@@ -147,51 +148,58 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
         start_new_session: bool,
         process_group: int = _NO_PGID,
     ) -> None:
-        stdlib_args = [
-            args, executable, preexec_fn, close_fds, pass_fds, cwd, env, startupinfo,
-            creationflags, shell, p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite,
-            restore_signals, gid, gids, uid, umask, start_new_session,
-        ]  # fmt: skip
-        if _STDLIB_TAKES_PGID:
-            stdlib_args.append(process_group)
-
-        posix_spawnable = (
-            isinstance(umask, int)
+        fds = (p2cread, c2pwrite, errwrite)
+        names = _backends.chain(preexec=preexec_fn is not None, posix_spawnable=True)
+        if "pidfd_spawn" in names and not (
+            type(umask) is int
             and umask < 0
             and uid is None
             and gid is None
             and gids is None
-            and all(
-                fd == -1 or fd > 2 or fd == n for n, fd in enumerate((p2cread, c2pwrite, errwrite))
-            )
+            and all(fd == -1 or fd > 2 or fd == n for n, fd in enumerate(fds))
             and _few_plain_fds(pass_fds)
-        )
-        names = _backends.chain(preexec=preexec_fn is not None, posix_spawnable=posix_spawnable)
-        c_names = [n for n in names if n in _backends.C_BACKENDS]
-        if c_names:
+        ):
+            names = _backends.chain(preexec=preexec_fn is not None, posix_spawnable=False)
+        if names[0] in _backends.C_BACKENDS:
             args, executable = normalize_args(args, executable, shell)
             sys.audit("subprocess.Popen", executable, args, cwd, env)
-            # Where the stdlib would use os.posix_spawn, its checks and its
-            # error reports are os.posix_spawn's: ours follow them.
-            like_posix_spawn = stdlib_posix_spawns(
-                dict(executable=executable, preexec_fn=preexec_fn, close_fds=close_fds,
-                     pass_fds=pass_fds, cwd=cwd, p2cread=p2cread, c2pwrite=c2pwrite,
-                     errwrite=errwrite, start_new_session=start_new_session,
-                     process_group=process_group, gid=gid, gids=gids, uid=uid, umask=umask)
-            )  # fmt: skip
-            if like_posix_spawn:
-                check_like_posix_spawn(
-                    executable, args, env, close_fds,
-                    (p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite),
+            like_posix_spawn: bool | None = None  # decided only where it matters
+            request = None
+            if (
+                env is None
+                and cwd is None
+                and not pass_fds
+                and uid is None
+                and gid is None
+                and gids is None
+                and umask == -1
+                and process_group == -1
+            ):
+                request = quick_request(
+                    args, executable, fds, close_fds, restore_signals, start_new_session
+                )
+            if request is None:
+                # Where the stdlib would use os.posix_spawn, its checks and its
+                # error reports are os.posix_spawn's: ours follow them.
+                like_posix_spawn = self._stdlib_would_posix_spawn(
+                    executable, preexec_fn, close_fds, pass_fds, cwd, fds, start_new_session,
+                    process_group, gid, gids, uid, umask,
                 )  # fmt: skip
-            spec = build_spec(
-                args, executable, env, cwd, pass_fds, close_fds, (p2cread, c2pwrite, errwrite),
-                restore_signals, start_new_session, process_group, uid, gid, gids, umask,
-                posix_spawn_checked=like_posix_spawn,
-            )  # fmt: skip
-            request = SpawnRequest(spec)
+                if like_posix_spawn:
+                    check_like_posix_spawn(
+                        executable, args, env, close_fds,
+                        (p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite),
+                    )  # fmt: skip
+                spec = build_spec(
+                    args, executable, env, cwd, pass_fds, close_fds, fds, restore_signals,
+                    start_new_session, process_group, uid, gid, gids, umask,
+                    posix_spawn_checked=like_posix_spawn,
+                )  # fmt: skip
+                request = SpawnRequest(spec)
             try:
-                for name in c_names:
+                for name in names:
+                    if name not in _backends.C_BACKENDS:
+                        break
                     spawned = _backends.spawn_c(name, request, executable, cwd)
                     if spawned is not None:
                         self._adopt(spawned.pid, spawned.pidfd, spawned.backend)
@@ -202,16 +210,50 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
             except TransientSpawnError:
                 pass  # out of fds or processes: the stdlib's spawn below says what it says
             except OSError as e:
+                if like_posix_spawn is None:
+                    like_posix_spawn = self._stdlib_would_posix_spawn(
+                        executable, preexec_fn, close_fds, pass_fds, cwd, fds,
+                        start_new_session, process_group, gid, gids, uid, umask,
+                    )  # fmt: skip
                 if not like_posix_spawn:
                     raise
                 # os.posix_spawn names the program in every failure.
                 raise OSError(e.errno, e.strerror, os.fspath(executable)) from None
         # The stdlib spawns (vfork, posix_spawn, or fork for preexec_fn).
+        stdlib_args = [
+            args, executable, preexec_fn, close_fds, pass_fds, cwd, env, startupinfo,
+            creationflags, shell, p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite,
+            restore_signals, gid, gids, uid, umask, start_new_session,
+        ]  # fmt: skip
+        if _STDLIB_TAKES_PGID:
+            stdlib_args.append(process_group)
         _STDLIB_EXECUTE_CHILD(self, *stdlib_args)
         if "fork" in names:
             self._adopt(self.pid, self._open_pidfd_of_child(), "fork")
         else:
             self.backend = "pid"
+
+    @staticmethod
+    def _stdlib_would_posix_spawn(
+        executable: Any,
+        preexec_fn: Any,
+        close_fds: bool,
+        pass_fds: Any,
+        cwd: Any,
+        fds: tuple[int, int, int],
+        start_new_session: bool,
+        process_group: int,
+        gid: Any,
+        gids: Any,
+        uid: Any,
+        umask: Any,
+    ) -> bool:
+        return stdlib_posix_spawns(
+            dict(executable=executable, preexec_fn=preexec_fn, close_fds=close_fds,
+                 pass_fds=pass_fds, cwd=cwd, p2cread=fds[0], c2pwrite=fds[1],
+                 errwrite=fds[2], start_new_session=start_new_session,
+                 process_group=process_group, gid=gid, gids=gids, uid=uid, umask=umask)
+        )  # fmt: skip
 
     def _adopt(self, pid: int, pidfd: int | None, backend: str) -> None:
         self.pid = pid

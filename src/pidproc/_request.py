@@ -328,6 +328,8 @@ class SpawnRequest:
     """The cffi struct for one spawn, with the buffers it points into."""
 
     __slots__ = ("spec", "struct", "_keep")
+    spec: ChildSpec | None  # None when built by quick_request
+    _keep: Any
 
     def __init__(self, spec: ChildSpec, *, probe_only: bool = False) -> None:
         self.spec = spec
@@ -374,6 +376,81 @@ class SpawnRequest:
         r.probe_only = probe_only
         self.struct = r
         self._keep = keep
+
+    @classmethod
+    def _packed(
+        cls,
+        packed: bytes,
+        argc: int,
+        argv_size: int,
+        n_exec: int,
+        fds: tuple[int, int, int],
+        close_fds: bool,
+        restore_signals: bool,
+        new_session: bool,
+    ) -> SpawnRequest:
+        """argv then the exec candidates in one buffer and one slot array."""
+        self = cls.__new__(cls)
+        self.spec = None
+        slots = ffi.new("char *[]", argc + n_exec + 2)
+        buf = ffi.new("char[]", packed)
+        r = ffi.new("struct pidproc_spawn *")
+        r.argv = slots
+        r.argv_buf = buf
+        r.argc = argc
+        r.exec_paths = slots + (argc + 1)
+        r.exec_buf = buf + argv_size  # the candidates follow argv's strings
+        r.n_exec = n_exec
+        r.stdin_fd, r.stdout_fd, r.stderr_fd = fds
+        r.close_fds = close_fds
+        r.restore_signals = restore_signals
+        r.new_session = new_session
+        r.pgid = r.umask = r.uid = r.gid = r.n_groups = -1
+        self.struct = r
+        self._keep = (slots, buf)
+        return self
+
+
+_INT_MAX = 2**31 - 1
+
+
+def quick_request(
+    args: list[Any],
+    executable: Any,
+    fds: tuple[int, int, int],
+    close_fds: bool,
+    restore_signals: bool,
+    new_session: bool,
+) -> SpawnRequest | None:
+    """The common request (str/bytes argv, no env, cwd, pass_fds, ids, umask
+    or process group; the caller checks those), built without the general
+    path's conversions; None sends anything unusual to build_spec.
+
+    Only input that every check in build_spec (and os.posix_spawn's, where
+    the stdlib would use it) accepts gets through here, so both paths raise
+    the same for bad input: that is build_spec's job alone.  Spawning is the
+    hot path of every benchmark, hence the duplication of a few checks."""
+    for a in args:
+        if type(a) is not str and type(a) is not bytes:
+            return None
+    if not args[0] or (type(executable) is not str and type(executable) is not bytes):
+        return None
+    for fd in fds:
+        if type(fd) is not int or not (fd == -1 or 2 < fd <= _INT_MAX):
+            return None
+    exe = os.fsencode(executable)
+    if os.path.dirname(exe):
+        exec_paths = [exe]
+    else:
+        exec_paths = [os.path.join(os.fsencode(d), exe) for d in os.get_exec_path()]
+    argv = [os.fsencode(a) for a in args]
+    packed = b"\0".join(argv + exec_paths) + b"\0"
+    if packed.count(b"\0") != len(argv) + len(exec_paths):
+        return None  # an embedded NUL: build_spec raises what the stdlib raises
+    argv_size = sum(map(len, argv)) + len(argv)
+    return SpawnRequest._packed(
+        packed, len(argv), argv_size, len(exec_paths), fds, close_fds, restore_signals, new_session
+    )
 
 
 def probe_spec() -> ChildSpec:
