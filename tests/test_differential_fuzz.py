@@ -293,6 +293,10 @@ def tally() -> Iterator[dict[str, int]]:
     yield counts
     record("generated Popen calls (hypothesis)", counts["cases"] * len(USABLE),
            counts["divergences"], counts["leaked"])  # fmt: skip
+    if counts.get("quirks"):
+        # Not run: known and deliberate, so counted as divergences here.
+        record("generated calls: 3.12 process_group beyond a C int (refused, as 3.13)",
+               counts["quirks"] * len(USABLE), counts["quirks"] * len(USABLE))  # fmt: skip
 
 
 @settings(
@@ -367,7 +371,11 @@ if HAS_PGID:
 @pytest.mark.parametrize("case", sorted(FOUND))
 def test_found_by_hypothesis(case: str, scratch: dict[str, Any]) -> None:
     counts = {"cases": 0, "divergences": 0, "leaked": 0}
-    check(FOUND[case](), scratch, counts)
+    try:
+        check(FOUND[case](), scratch, counts)
+    finally:
+        record("cases hypothesis found (each failed before its fix)",
+               counts["cases"] * len(USABLE), counts["divergences"], counts["leaked"])  # fmt: skip
 
 
 @pytest.mark.parametrize("klass", sorted(CLASSES))

@@ -400,12 +400,15 @@ def storm_round(module: Any, i: int) -> list[Any]:
     data = bytes(range(256)) * (i % 300 + 1)
     out.append(p.communicate(data, timeout=BOUND)[0] == data)
     p = module.Popen(["sh", "-c", "echo a; exec sleep 10"], stdout=subprocess.PIPE)
+    assert p.stdout is not None
+    out.append(p.stdout.readline())  # a blocking read, interrupted again and again
     try:
         p.communicate(timeout=0.01)
     except subprocess.TimeoutExpired:
         out.append("timeout")
     p.terminate()
     out.append(p.communicate(timeout=BOUND))
+    out.append(p.returncode)
     p = module.Popen(["sh", "-c", "sleep 0.003"])
     deadline = time.monotonic() + BOUND
     while p.poll() is None and time.monotonic() < deadline:

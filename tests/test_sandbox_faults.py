@@ -29,7 +29,7 @@ import pytest
 
 from . import seccomp
 from .conftest import PY
-from .stress import record
+from .stress import NOT_OURS, record
 
 pytestmark = pytest.mark.skipif(not seccomp.available(), reason="libseccomp.so.2 not installed")
 
@@ -265,7 +265,7 @@ def test_paths_behave_as_without_the_filter(
     checks = len(got["paths"]) * len(base)
     record(f"seccomp: {scenario}", checks, len(divergences), before != after)
     if broken:
-        record(f"seccomp: {scenario}, the stdlib itself (not pidproc)", len(base), len(broken))
+        record(f"seccomp: {scenario}, the stdlib itself {NOT_OURS}", len(base), len(broken))
     if rules.get("clone3") == errno.EPERM:
         assert all(stdlib[key][:2] == ["PermissionError", errno.EPERM] for key in broken), broken
     else:
