@@ -260,9 +260,8 @@ def known_quirk(kwargs: dict[str, Any]) -> bool:
 
 def check(call: dict[str, Any], scratch: dict[str, Any], tally: dict[str, int]) -> None:
     kwargs = resolve(call, scratch)
-    if kwargs["args"] and not isinstance(kwargs["args"], (str, bytes, os.PathLike, int)):
-        # cat and the like must never read the test runner's own stdin.
-        kwargs.setdefault("stdin", subprocess.DEVNULL)
+    # cat, or sh without arguments, must never read the test runner's stdin.
+    kwargs.setdefault("stdin", subprocess.DEVNULL)
     if known_quirk(kwargs):
         tally["quirks"] = tally.get("quirks", 0) + 1
         return
@@ -341,6 +340,7 @@ FOUND: dict[str, Callable[[], dict[str, Any]]] = {
     "pass_fds not ints": lambda: {"args": ["true"], "pass_fds": ["x"]},
     "pass_fds not ints, umask too": lambda: {"args": ["true"], "pass_fds": ["x"], "umask": 2**31},
     "executable NUL before argv type": lambda: {"args": ["true", 5], "executable": "s\0h"},
+    "empty argv with an executable": lambda: {"args": [], "executable": "/bin/sh"},
 }
 # Where the stdlib hands the call to os.posix_spawn (a program path with a
 # directory, no cwd, ids, umask...; close_fds=False, or any from 3.13), the

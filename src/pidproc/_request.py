@@ -433,7 +433,7 @@ def quick_request(
     for a in args:
         if type(a) is not str and type(a) is not bytes:
             return None
-    if not args[0] or (type(executable) is not str and type(executable) is not bytes):
+    if not args or not args[0] or (type(executable) is not str and type(executable) is not bytes):
         return None
     for fd in fds:
         if type(fd) is not int or not (fd == -1 or 2 < fd <= _INT_MAX):
