@@ -231,7 +231,7 @@ for i in range(n):
         hangs += 1
         rc = None
     p.kill(); p.terminate()  # after the exit: must reach nobody
-    got.append([code, rc])
+    got.append([code, rc, p.pidfd is not None])
 with open(f"/proc/{bystander}/stat") as f:
     running = f.read().rsplit(")", 1)[1].split()[0] in "RS"
 os.kill(bystander, signal.SIGKILL)
@@ -260,15 +260,17 @@ def test_foreign_reaper(backend: str, mode: str) -> None:
         # request goes down the chain to the next path.
         expected = next(b for b in USABLE if b != "pidfd_spawn")
     assert out["backend"] == expected
-    # The fork path opens its pidfd after the stdlib's spawn: a reaper that
-    # wins before that leaves no status to read (0, as the stdlib says).
-    real = HAS_EXIT_INFO and backend not in ("pid", "fork")
-    # Where pidproc won the race it reaped the child itself: the real code too.
+    # With a pidfd: the real code, from the kernel if someone else reaped it.
+    # Without one (path pid; path fork when a reaper won before its
+    # pidfd_open, after the stdlib's spawn): what the stdlib reports, the
+    # code, or 0 when it lost the race.
     wrong = [
-        (code, rc)
-        for code, rc in out["got"]
-        if rc != code and (real or rc != 0)  # the stdlib reports 0 when it lost
+        (code, rc, held)
+        for code, rc, held in out["got"]
+        if rc != code and (held and HAS_EXIT_INFO or rc != 0)
     ]
+    if out["backend"] in ("clone3", "clone", "pidfd_spawn"):
+        assert all(held for _, _, held in out["got"])  # CLONE_PIDFD: never without
     record(f"foreign reaper: {mode} ({backend})", n, len(wrong) + out["hangs"], 0)
     assert out["hangs"] == 0
     assert wrong == []
