@@ -42,8 +42,15 @@
  * getdents buffer) plus whatever glibc's execve/sigaction need. */
 #define CHILD_STACK_SIZE (32 * 1024)
 
-void pidproc_fill_vectors(struct pidproc_spawn *req)
+void pidproc_prepare(struct pidproc_spawn *req)
 {
+    /* The outputs: no pidfd, no child, no failure yet (the slot is checked
+     * after clone: emulators have been seen ignoring CLONE_PIDFD). */
+    req->pidfd = -1;
+    req->pid = 0;
+    req->err_step = PIDPROC_STEP_NONE;
+    req->err_errno = 0;
+
     char *p = req->argv_buf;
     for (int i = 0; i < req->argc; i++) {
         req->argv[i] = p;
@@ -149,11 +156,7 @@ int pidproc_spawn_clone3(struct pidproc_spawn *req)
     struct pidproc_child ctx = {req, &old, 0};
     int saved_errno = errno;
 
-    pidproc_fill_vectors(req);
-    req->pidfd = -1;
-    req->pid = 0;
-    req->err_step = PIDPROC_STEP_NONE;
-    req->err_errno = 0;
+    pidproc_prepare(req);
 
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
@@ -200,11 +203,7 @@ int pidproc_spawn_clone(struct pidproc_spawn *req)
     struct pidproc_child ctx = {req, &old, 0};
     int saved_errno = errno;
 
-    pidproc_fill_vectors(req);
-    req->pidfd = -1;
-    req->pid = 0;
-    req->err_step = PIDPROC_STEP_NONE;
-    req->err_errno = 0;
+    pidproc_prepare(req);
 
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);

@@ -20,8 +20,9 @@ struct pidproc_child {
 /* The child side: runs on the parent's memory, never returns. */
 int pidproc_child_main(void *arg);
 
-/* Point req->argv/envp/exec_paths at the strings packed in the *_buf fields. */
-void pidproc_fill_vectors(struct pidproc_spawn *req);
+/* Reset the outputs and point req->argv/envp/exec_paths at the strings
+ * packed in the *_buf fields; every spawn path starts with it. */
+void pidproc_prepare(struct pidproc_spawn *req);
 
 /* Reap a child that failed before exec, close its pidfd; keeps errno. */
 void pidproc_reap_failed(struct pidproc_spawn *req);

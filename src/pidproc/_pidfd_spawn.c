@@ -254,11 +254,7 @@ int pidproc_spawn_pidfd_spawn(struct pidproc_spawn *req)
         return available ? available : -ENOSYS;
 
     int saved_errno = errno;
-    pidproc_fill_vectors(req);
-    req->pidfd = -1;
-    req->pid = 0;
-    req->err_step = PIDPROC_STEP_NONE;
-    req->err_errno = 0;
+    pidproc_prepare(req);
 
     if (children_may_be_reaped_by_others()) {
         replay(req, ECHILD); /* the next path learns the pid from clone itself */
