@@ -18,19 +18,16 @@ S5  200 children with staggered lifetimes, collected as each finishes:
 
 from __future__ import annotations
 
-import fcntl
-import os
-import random
 import select
 import subprocess
-import tempfile
 import time
 from types import ModuleType
 from typing import Any
 
 import _compare
 import pytest
-from _compare import Batch, Scenario, Side, Target, compare
+from _compare import Scenario, Side, Target, compare
+from _staggered import poll_loop, staggered
 
 import pidproc
 
@@ -103,70 +100,12 @@ def _collect_pidfds(procs: list[Any], noticed: dict[int, int]) -> None:
             assert rc is not None, "pidfd readable but the child not reaped"
 
 
-def _collect_loop(nap: float) -> Any:
-    def collect(procs: list[Any], noticed: dict[int, int]) -> None:
-        """The stdlib's obvious way: poll each, nap, again."""
-        pending = procs
-        while pending:
-            still = []
-            for p in pending:
-                if p.poll() is None:
-                    still.append(p)
-                else:
-                    noticed[p.pid] = time.monotonic_ns()
-            pending = still
-            if pending:
-                time.sleep(nap)
-
-    return collect
-
-
-def staggered(
-    name: str, mod: ModuleType, collect: Any, stamp: str, count: int, spacing_ns: int, lead_ns: int
-) -> Side:
-    # Exit order differs from spawn order (and from list order), fixed seed.
-    order = list(range(count))
-    random.Random(5).shuffle(order)
-
-    def run(n: int) -> Batch:
-        assert n == 1
-        with tempfile.TemporaryFile() as log:
-            # O_APPEND: each child's one write lands whole at the end.
-            flags = fcntl.fcntl(log.fileno(), fcntl.F_GETFL)
-            fcntl.fcntl(log.fileno(), fcntl.F_SETFL, flags | os.O_APPEND)
-            spawn_start = time.monotonic_ns()
-            base = spawn_start + lead_ns
-            procs = [
-                mod.Popen([stamp, str(base + order[i] * spacing_ns), str(1 + i % 250)], stdout=log)
-                for i in range(count)
-            ]
-            spawned = time.monotonic_ns()
-            noticed: dict[int, int] = {}
-            cpu = time.process_time()
-            collect(procs, noticed)
-            cpu = time.process_time() - cpu
-            log.seek(0)
-            exited = {int(a): int(b) for a, b in (line.split() for line in log.read().splitlines())}
-        assert len(exited) == count and len(noticed) == count
-        delays = []
-        for i, p in enumerate(procs):
-            assert p.returncode == 1 + i % 250, (i, p.returncode)
-            delay = noticed[p.pid] - exited[p.pid]
-            assert delay >= 0, "collected before it exited"
-            delays.append(delay / 1e9)
-        return Batch(
-            delays, {"collector CPU s": cpu, "spawn phase s": (spawned - spawn_start) / 1e9}
-        )
-
-    return Side(name, run)
-
-
 def test_s5_collect_as_they_finish(benchmark: Any, stamp: str) -> None:
     if _compare.quick(benchmark):
         count, spacing, lead = 50, 1_000_000, 100_000_000
     else:
         count, spacing, lead = 200, 2_000_000, 300_000_000
-    args = (stamp, count, spacing, lead)
+    args = (stamp, count, spacing, lead, 5)  # the last: the exit order's seed
     compare(
         benchmark,
         Scenario(
@@ -175,8 +114,8 @@ def test_s5_collect_as_they_finish(benchmark: Any, stamp: str) -> None:
             "delay between a child's exit and its collection, in seconds (mean compared)",
             [
                 staggered("pidproc (poll on pidfds)", pidproc, _collect_pidfds, *args),
-                staggered("stdlib (poll loop, 1 ms nap)", subprocess, _collect_loop(0.001), *args),
-                staggered("stdlib (poll loop, 10 ms nap)", subprocess, _collect_loop(0.01), *args),
+                staggered("stdlib (poll loop, 1 ms nap)", subprocess, poll_loop(0.001), *args),
+                staggered("stdlib (poll loop, 10 ms nap)", subprocess, poll_loop(0.01), *args),
             ],
             [],
             rounds=10,

@@ -26,12 +26,8 @@ never before it exited.
 
 from __future__ import annotations
 
-import fcntl
-import os
-import random
 import resource
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from types import ModuleType
@@ -40,10 +36,9 @@ from typing import Any
 import _compare
 import pytest
 from _compare import Batch, Scenario, Side, Target, compare
+from _staggered import poll_loop, staggered
 
 import pidproc
-
-Collector = Callable[[list[Any], dict[int, int]], None]
 
 
 @pytest.fixture(scope="module")
@@ -60,73 +55,13 @@ def collect_as_completed(procs: list[Any], noticed: dict[int, int]) -> None:
         assert p.returncode is not None
 
 
-def collect_polling(nap: float) -> Collector:
-    def collect(procs: list[Any], noticed: dict[int, int]) -> None:
-        """The loop one writes with the stdlib: poll each, nap, again."""
-        pending = procs
-        while pending:
-            still = []
-            for p in pending:
-                if p.poll() is None:
-                    still.append(p)
-                else:
-                    noticed[p.pid] = time.monotonic_ns()
-            pending = still
-            if pending:
-                time.sleep(nap)
-
-    return collect
-
-
-def staggered(
-    name: str,
-    mod: ModuleType,
-    collect: Collector,
-    stamp: str,
-    count: int,
-    spacing_ns: int,
-    lead_ns: int,
-) -> Side:
-    order = list(range(count))
-    random.Random(8).shuffle(order)  # exit order differs from list order
-
-    def run(n: int) -> Batch:
-        assert n == 1
-        with tempfile.TemporaryFile() as log:
-            # O_APPEND: each child's one write lands whole at the end.
-            flags = fcntl.fcntl(log.fileno(), fcntl.F_GETFL)
-            fcntl.fcntl(log.fileno(), fcntl.F_SETFL, flags | os.O_APPEND)
-            base = time.monotonic_ns() + lead_ns
-            procs = [
-                mod.Popen([stamp, str(base + order[i] * spacing_ns), str(i % 200)], stdout=log)
-                for i in range(count)
-            ]
-            late_start = time.monotonic_ns() > base
-            noticed: dict[int, int] = {}
-            cpu = time.process_time()
-            collect(procs, noticed)
-            cpu = time.process_time() - cpu
-            log.seek(0)
-            exited = {int(a): int(b) for a, b in (line.split() for line in log.read().splitlines())}
-        assert len(exited) == count and len(noticed) == count
-        delays = []
-        for i, p in enumerate(procs):
-            assert p.returncode == i % 200, (i, p.returncode)
-            delay = noticed[p.pid] - exited[p.pid]
-            assert delay >= 0, "collected before it exited"
-            delays.append(delay / 1e9)
-        return Batch(delays, {"collector CPU s": cpu, "spawns overran the lead": late_start})
-
-    return Side(name, run)
-
-
 def test_s8a_as_completed_staggered(benchmark: Any, stamp: str) -> None:
     if _compare.quick(benchmark):
         count, spacing = 20, 1_000_000
     else:
         count, spacing = 300, 2_000_000
     lead = 100_000_000 + count * 2_000_000  # every spawn is done before the first exit
-    args = (stamp, count, spacing, lead)
+    args = (stamp, count, spacing, lead, 8)  # the last: the exit order's seed
     compare(
         benchmark,
         Scenario(
@@ -135,9 +70,7 @@ def test_s8a_as_completed_staggered(benchmark: Any, stamp: str) -> None:
             "delay between a child's exit and its collection, in seconds (mean compared)",
             [
                 staggered("pidproc (as_completed)", pidproc, collect_as_completed, *args),
-                staggered(
-                    "stdlib (poll loop, 1 ms nap)", subprocess, collect_polling(0.001), *args
-                ),
+                staggered("stdlib (poll loop, 1 ms nap)", subprocess, poll_loop(0.001), *args),
             ],
             [Target.faster("stdlib (poll loop, 1 ms nap)", 2.0)],
             rounds=8,
