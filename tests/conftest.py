@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +29,26 @@ def pidfd_backend(request: pytest.FixtureRequest) -> Iterator[str]:
     """Once per spawn path that holds the child by a pidfd, forced."""
     with pidproc.use_backend(request.param):
         yield request.param
+
+
+def bad_programs(d: Path) -> dict[str, str]:
+    """Files in ``d`` that are programs only in name: not executable, a
+    missing interpreter, not an executable format (plus ``d`` itself)."""
+    noexec = d / "noexec.sh"
+    noexec.write_text("#!/bin/sh\necho hi\n")
+    noexec.chmod(0o644)
+    badinterp = d / "badinterp"
+    badinterp.write_text("#!/nonexistent/interpreter\n")
+    badinterp.chmod(0o755)
+    garbage = d / "garbage"
+    garbage.write_bytes(b"\x00\x01\x02 not an executable")
+    garbage.chmod(0o755)
+    return {
+        "dir": str(d),
+        "noexec": str(noexec),
+        "badinterp": str(badinterp),
+        "garbage": str(garbage),
+    }
 
 
 def open_fds() -> set[int]:

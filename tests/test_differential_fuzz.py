@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 import pidproc
 
-from .conftest import USABLE, children, open_fds
+from .conftest import USABLE, bad_programs, children, open_fds
 from .stress import STRESS, record
 
 HAS_PGID = "process_group" in inspect.signature(subprocess.Popen).parameters
@@ -40,15 +40,7 @@ CLOSED_FD = 987
 def scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     d = tmp_path_factory.mktemp("fuzz")
     d.chmod(0o755)  # reachable after a drop to nobody
-    noexec = d / "noexec.sh"
-    noexec.write_text("#!/bin/sh\necho hi\n")
-    noexec.chmod(0o644)
-    badinterp = d / "badinterp"
-    badinterp.write_text("#!/nonexistent/interpreter\n")
-    badinterp.chmod(0o755)
-    garbage = d / "garbage"
-    garbage.write_bytes(b"\x00\x01\x02 not an executable")
-    garbage.chmod(0o755)
+    files = bad_programs(d)
     script = d / "script.sh"
     script.write_text('#!/bin/sh\necho script "$@"; exit 7\n')
     script.chmod(0o755)
@@ -57,10 +49,7 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     os.set_inheritable(wr, True)
     try:
         yield {
-            "dir": str(d),
-            "noexec": str(noexec),
-            "badinterp": str(badinterp),
-            "garbage": str(garbage),
+            **files,
             "script": str(script),
             "open_fd": wr,
         }

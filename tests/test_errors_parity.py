@@ -18,28 +18,13 @@ import pytest
 
 import pidproc
 
-from .conftest import PY
+from .conftest import PY, bad_programs
 
 
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    d = tmp_path_factory.mktemp("errors")
-    noexec = d / "noexec.sh"
-    noexec.write_text("#!/bin/sh\necho hi\n")
-    noexec.chmod(0o644)
-    badinterp = d / "badinterp"
-    badinterp.write_text("#!/nonexistent/interpreter\n")
-    badinterp.chmod(0o755)
-    garbage = d / "garbage"
-    garbage.write_bytes(b"\x00\x01\x02 not an executable")
-    garbage.chmod(0o755)
-    yield {
-        "dir": str(d),
-        "noexec": str(noexec),
-        "badinterp": str(badinterp),
-        "garbage": str(garbage),
-        "file": str(noexec),
-    }
+    files = bad_programs(tmp_path_factory.mktemp("errors"))
+    yield {**files, "file": files["noexec"]}
 
 
 def outcome(module: Any, make_args: Callable[[], dict[str, Any]]) -> tuple[Any, ...]:
