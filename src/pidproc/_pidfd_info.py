@@ -85,21 +85,15 @@ def exit_status_after_reap(pidfd: int, patience: float = 0.1) -> int | None:
         try:
             info = pidfd_info(pidfd, PIDFD_INFO_EXIT)
         except ProcessLookupError:
-            info = None
+            pass  # gone, its exit not recorded yet: look again
         except OSError:
             return None
-        if info is not None and info.exit_status is not None:
-            return info.exit_status
-        if info is None and not _kernel_has_ioctl(pidfd):
-            return None
+        else:
+            if info is None:
+                return None  # no PIDFD_GET_INFO in this kernel
+            if info.exit_status is not None:
+                return info.exit_status
         if time.monotonic() >= deadline:
             return None
         time.sleep(delay)
         delay = min(delay * 2, 0.01)
-
-
-def _kernel_has_ioctl(pidfd: int) -> bool:
-    try:
-        return pidfd_info(pidfd, 0) is not None
-    except OSError:
-        return True
