@@ -134,7 +134,7 @@ def stress(session: nox.Session) -> None:
         os.remove(report)
     files = [
         "tests/test_sandbox_faults.py", "tests/test_exhaustion.py",
-        "tests/test_races.py", "tests/test_differential_fuzz.py",
+        "tests/test_races.py", "tests/test_differential_fuzz.py", "tests/test_fd_limit.py",
     ]  # fmt: skip
     env = {"PIDPROC_STRESS": "1", "PIDPROC_STRESS_REPORT": report}
     try:

@@ -177,6 +177,7 @@ def test_pidfd_closed_at_with_exit(backend: str) -> None:
 def test_pidfd_closed_when_collected(backend: str) -> None:
     before = open_fds()
     p = pidproc.Popen(["true"])
+    assert (p.pidfd is not None) == pidful(backend)  # read: kept after the reap
     p.wait()
     assert (p.pidfd is not None) == pidful(backend)
     del p

@@ -210,6 +210,7 @@ got, hangs = [], 0
 for i in range(n):
     code = rng.randrange(1, 256)
     p = pidproc.Popen(["sh", "-c", f"sleep 0.00{rng.randrange(3)}; exit {code}"])
+    held = p.pidfd is not None  # read at once: a reaped child's is closed unless read
     how = i % 4
     try:
         if how == 0:
@@ -231,7 +232,7 @@ for i in range(n):
         hangs += 1
         rc = None
     p.kill(); p.terminate()  # after the exit: must reach nobody
-    got.append([code, rc, p.pidfd is not None])
+    got.append([code, rc, held])
 with open(f"/proc/{bystander}/stat") as f:
     running = f.read().rsplit(")", 1)[1].split()[0] in "RS"
 os.kill(bystander, signal.SIGKILL)

@@ -157,8 +157,9 @@ for name in result["usable"]:
     with pidproc.use_backend(name):
         result["paths"][name] = battery(pidproc)
 with pidproc.use_backend(None):
-    p = pidproc.Popen(["true"]); p.wait()
+    p = pidproc.Popen(["true"])
     result["default"] = [p.backend, p.pidfd is not None]
+    p.wait()
     del p
 import gc; gc.collect()
 result["leaked"] = [before, (open_fds(), children())]

@@ -52,8 +52,9 @@ from asyncio.log import logger
 from collections.abc import Callable
 from typing import Any
 
+from . import _fdbudget
 from ._pidfd_info import exit_status_after_reap
-from ._popen import Popen, _returncode
+from ._popen import Popen, _returncode, pin_pidfd, unpin_pidfd
 
 # STYLE §1: False makes the transport wait in a thread (the fallback taken
 # where pidfds are unavailable), so that path can be tested here.
@@ -78,6 +79,9 @@ def _pidfd_of_child(proc: subprocess.Popen[Any]) -> int | None:
         fd = os.pidfd_open(proc.pid)
     except (OSError, AttributeError, TypeError, ValueError):
         return None
+    if not _fdbudget.fits(fd):
+        os.close(fd)  # the fds left are the program's: wait in a thread
+        return None
     try:
         os.waitid(os.P_PIDFD, fd, os.WEXITED | os.WNOHANG | os.WNOWAIT)
     except OSError:
@@ -93,6 +97,9 @@ class PidfdSubprocessTransport(base_subprocess.BaseSubprocessTransport):
     _proc: subprocess.Popen[Any] | None
     _reader_fd = -1  # the fd registered with loop.add_reader
     _own_fd = -1  # a pidfd we opened ourselves (the ``pid`` path)
+    # The Popen whose own pidfd we watch, pinned meanwhile (kept apart from
+    # _proc, which the base class drops when the connection is lost).
+    _pinned: subprocess.Popen[Any] | None = None
     _retry: asyncio.TimerHandle | None = None
     _thread: threading.Thread | None = None
 
@@ -118,7 +125,9 @@ class PidfdSubprocessTransport(base_subprocess.BaseSubprocessTransport):
     # ---- watching for the exit ------------------------------------------
 
     def _watch(self, proc: subprocess.Popen[Any]) -> None:
-        fd = proc.pidfd if isinstance(proc, Popen) else None
+        fd = pin_pidfd(proc) if _USE_PIDFD else None
+        if fd is not None:
+            self._pinned = proc
         if fd is None and _USE_PIDFD:
             own = _pidfd_of_child(proc)
             if own is not None:
@@ -134,6 +143,7 @@ class PidfdSubprocessTransport(base_subprocess.BaseSubprocessTransport):
         if self._own_fd >= 0:
             os.close(self._own_fd)  # the thread waits as the Popen does
             self._own_fd = -1
+        self._unpin()
         self._wait_in_thread(proc)
 
     def _reap(self) -> int | None:
@@ -217,8 +227,12 @@ class PidfdSubprocessTransport(base_subprocess.BaseSubprocessTransport):
             own, self._own_fd = self._own_fd, -1
             if own >= 0:
                 os.close(own)
-            if isinstance(proc, Popen):
-                proc._close_pidfd_if_reaped()
+            self._unpin()  # closes it if reaped and the program never read it
+
+    def _unpin(self) -> None:
+        proc, self._pinned = self._pinned, None
+        if proc is not None:
+            unpin_pidfd(proc)
 
     def _exited(self, returncode: int) -> None:
         if self._proc is None or self._returncode is not None:
@@ -235,7 +249,11 @@ class PidfdSubprocessTransport(base_subprocess.BaseSubprocessTransport):
             return None
         if self._own_fd >= 0:
             return self._own_fd
-        return proc.pidfd if isinstance(proc, Popen) else None
+        # Waited in a thread: the Popen's pidfd, closed at the reap as above.
+        fd = pin_pidfd(proc)
+        if fd is not None:
+            unpin_pidfd(proc)
+        return fd
 
     # ---- signals --------------------------------------------------------
 

@@ -203,10 +203,10 @@ def _probe_c(name: str) -> None:
             os.waitid(os.P_PIDFD, r.pidfd, os.WEXITED)
         os.close(r.pidfd)
         _mark_usable(name)
-    else:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(r.pid, 0)
-        mark_unusable(name, f"{name}() ignored CLONE_PIDFD and pidfd_open failed")
+        return
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(r.pid, 0)
+    mark_unusable(name, f"{name}() ignored CLONE_PIDFD and pidfd_open failed")
 
 
 def state(name: str) -> State:
@@ -230,6 +230,12 @@ def reason(name: str) -> str | None:
 
 
 # ---- the dispatcher -------------------------------------------------------
+
+
+NO_PIDFD = "-no-pidfd"
+"""Suffix of ``Popen.backend`` for a child held by its PID alone, as the
+stdlib holds it: its pidfd would have taken a file descriptor the program
+may need (see ``_fdbudget``)."""
 
 
 @dataclass
@@ -311,4 +317,6 @@ def spawn_c(name: str, request: SpawnRequest, executable: object, cwd: object) -
             return None
         raise_child_error(r.err_step, r.err_errno, executable, cwd)
     _mark_usable(name)
-    return Spawned(pid=r.pid, pidfd=r.pidfd if r.pidfd >= 0 else None, backend=name)
+    if r.pidfd < 0:
+        return Spawned(pid=r.pid, pidfd=None, backend=name + NO_PIDFD)
+    return Spawned(pid=r.pid, pidfd=r.pidfd, backend=name)

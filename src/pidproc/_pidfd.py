@@ -43,7 +43,7 @@ from ._pidfd_info import (
     exit_status_after_reap,
     pidfd_info,
 )
-from ._popen import _returncode
+from ._popen import _returncode, pin_pidfd, unpin_pidfd
 
 # Strategies for PidFd.pid, in order (STYLE §1: one knob each, so a test can
 # force every fallback).  The last one, /proc/self/fdinfo, always runs.
@@ -180,9 +180,12 @@ class PidFd:
         the real status then, the stdlib's reports 0)."""
         if popen.returncode is not None:
             raise ProcessLookupError(errno.ESRCH, f"pid {popen.pid} was already reaped")
-        pidfd = getattr(popen, "pidfd", None)
-        if isinstance(pidfd, int):
-            return cls(os.dup(pidfd))
+        pidfd = pin_pidfd(popen)
+        if pidfd is not None:
+            try:
+                return cls(os.dup(pidfd))
+            finally:
+                unpin_pidfd(popen)
         self = cls.open(popen.pid)
         # Our unreaped child cannot have lost its PID; a reaped one could
         # have, so make sure the pidfd names an unreaped child of ours.

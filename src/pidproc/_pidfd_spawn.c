@@ -120,24 +120,54 @@ _Static_assert(sizeof(struct pidproc_pidfd_info) == 64, "PIDFD_INFO_SIZE_VER0");
 #define PIDPROC_PIDFD_GET_INFO _IOWR(0xFF, 11, struct pidproc_pidfd_info)
 #define PIDPROC_PIDFD_INFO_PID 1ULL
 
-/* The child's pid.  pidfd_getpid reads /proc/self/fdinfo, which a chroot or
- * a sandbox may lack; the kernel answers the same question itself since
- * 6.13.  -1 when neither can. */
+/* Set once the kernel answered PIDFD_GET_INFO with ENOTTY (before 6.13): a
+ * fact about the kernel.  A benign race at worst asks once more. */
+static int get_info_missing;
+
+/* The child's pid.  The kernel answers itself since 6.13, in one syscall and
+ * without an fd; before, pidfd_getpid reads /proc/self/fdinfo, which needs a
+ * free fd and a /proc (a chroot or a sandbox may lack it).  -1 when neither
+ * can. */
 static int child_pid(int pidfd)
 {
     int saved = errno;
-    int pid = getpid_fn(pidfd);
-    if (pid <= 0) {
+    int pid = -1;
+    if (!get_info_missing) {
         struct pidproc_pidfd_info info;
         memset(&info, 0, sizeof info);
         info.mask = PIDPROC_PIDFD_INFO_PID;
-        pid = -1;
-        if (ioctl(pidfd, PIDPROC_PIDFD_GET_INFO, &info) == 0 && (info.mask & PIDPROC_PIDFD_INFO_PID)
-            && info.pid > 0)
-            pid = (int)info.pid;
+        if (ioctl(pidfd, PIDPROC_PIDFD_GET_INFO, &info) == 0) {
+            if ((info.mask & PIDPROC_PIDFD_INFO_PID) && info.pid > 0)
+                pid = (int)info.pid;
+        } else if (errno == ENOTTY) {
+            get_info_missing = 1;
+        }
+    }
+    if (pid <= 0) {
+        pid = getpid_fn(pidfd);
+        if (pid <= 0)
+            pid = -1;
     }
     errno = saved;
     return pid;
+}
+
+/* Before 6.13 naming the child opens /proc/self/fdinfo/N: one more fd than
+ * the pidfd itself.  Hold one free until the spawn is done, so that a
+ * table with exactly one free slot does not give it to the pidfd and then
+ * leave the child nameless (and the spawn undone).  -1 with nothing held on
+ * 6.13+, or when no fd is free at all (then the caller replays the request
+ * on the next path, which needs no fd: it holds such a child by its pid). */
+static int hold_fd_for_naming(int *held)
+{
+    *held = -1;
+    if (!get_info_missing)
+        return 0;
+    int fd = open("/", O_PATH | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    *held = fd;
+    return 0;
 }
 
 /* The stdlib's child tries each candidate in turn and runs the first one
@@ -280,11 +310,15 @@ int pidproc_spawn_pidfd_spawn(struct pidproc_spawn *req)
         errno = saved_errno;
         return rc;
     }
-    if ((rc = add_actions(req, &fa)) != 0 || (rc = set_attrs(req, &attr)) != 0) {
+    int held = -1;
+    if ((rc = add_actions(req, &fa)) != 0 || (rc = set_attrs(req, &attr)) != 0
+        || (rc = hold_fd_for_naming(&held)) != 0) {
         rc = replay(req, rc);
     } else {
         int pidfd = -1;
         rc = spawn_fn(&pidfd, path, &fa, &attr, req->argv, req->envp ? req->envp : environ);
+        if (held >= 0)
+            close(held);
         if (rc != 0 || pidfd < 0) {
             /* glibc has reaped the child (if there was one) and, from 2.40 on,
              * closed its pidfd; it never hands the pidfd out on failure. */

@@ -18,9 +18,12 @@ the kernel keeps it (6.15+); the stdlib reports 0 there.
 A Popen without a pidfd (path ``pid``, or a kernel without pidfds) runs the
 stdlib's methods unchanged.
 
-The pidfd stays open while the Popen lives, so it can be handed to
-selectors or asyncio; it is closed when a ``with Popen(...)`` block ends
-with the child reaped, or when the Popen is garbage-collected.
+A reaped child holds no file descriptor: its pidfd is closed at the reap,
+unless the program read ``Popen.pidfd`` (then it stays open until a
+``with Popen(...)`` block ends with the child reaped, or the Popen is
+collected, so a number registered in a selector is never closed under it).
+Where no descriptor can be spared, the child is held by its PID alone, as
+the stdlib holds it (``_fdbudget``).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from collections.abc import Callable
 from time import monotonic as _time
 from typing import Any, cast
 
-from . import _backends
+from . import _backends, _fdbudget
 from ._errors import TransientSpawnError
 from ._pidfd_info import exit_status_after_reap
 from ._request import (
@@ -69,25 +72,92 @@ def _few_plain_fds(pass_fds: Any) -> bool:
 
 
 class _PidfdHandle:
-    """Owns the pidfd: closed exactly once, at close() or when collected.
+    """Owns the pidfd and decides when it is closed, exactly once.
 
-    Kept apart from the Popen because the stdlib resurrects a Popen whose
-    child still runs (``subprocess._active``) and never calls its ``__del__``
-    again; this object dies with the last reference, whichever comes last.
+    - ``retire()``: the child has been reaped.  The pidfd is closed at once,
+      so finished children hold no fds, unless the program has seen its
+      number (``expose()``, from ``Popen.pidfd``): a number the program may
+      have registered in a selector is never closed under it, nor reused
+      behind its back, before ``close()``.
+    - ``close()``: the end of a ``with`` block; the program is done with it.
+    - ``pin()``/``unpin()``: pidproc's own users of the number (a wait with a
+      timeout, a signal, ``as_completed``, the asyncio transport) hold it
+      open meanwhile; a reap or a ``close()`` in another thread leaves the
+      close to the last ``unpin()``.
+    - Collection closes it whatever the state.  It is kept apart from the
+      Popen because the stdlib resurrects a Popen whose child still runs
+      (``subprocess._active``) and never calls its ``__del__`` again; this
+      object dies with the last reference, whichever comes last.
     """
 
-    __slots__ = ("fd",)
+    __slots__ = ("fd", "_lock", "_pins", "_exposed", "_retired")
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
+        self._lock = threading.Lock()
+        self._pins = 0
+        self._exposed = False
+        self._retired = False
 
-    def close(self, _close: Callable[[int], None] = os.close) -> None:
+    def expose(self) -> int | None:
+        with self._lock:
+            if self.fd < 0:
+                return None
+            self._exposed = True
+            return self.fd
+
+    def pin(self) -> int:
+        """The fd, open until the matching unpin(); -1 if already closed
+        (then the child has been reaped: there is nothing to unpin)."""
+        with self._lock:
+            if self.fd >= 0:
+                self._pins += 1
+            return self.fd
+
+    def unpin(self) -> None:
+        with self._lock:
+            self._pins -= 1
+            if not self._pins and self._retired and not self._exposed:
+                self._close_now()
+
+    def retire(self) -> None:
+        with self._lock:
+            self._retired = True
+            if not self._pins and not self._exposed:
+                self._close_now()
+
+    def close(self) -> None:
+        with self._lock:
+            self._retired = True
+            self._exposed = False
+            if not self._pins:
+                self._close_now()
+
+    def _close_now(self, _close: Callable[[int], None] = os.close) -> None:
         fd, self.fd = self.fd, -1
         if fd >= 0:
             _close(fd)
 
     def __del__(self) -> None:
-        self.close()
+        self._close_now()
+
+
+def pin_pidfd(proc: subprocess.Popen[Any]) -> int | None:
+    """A pidproc.Popen's pidfd for pidproc's own use (a selector, a dup),
+    open until ``unpin_pidfd(proc)`` even if the child is reaped meanwhile;
+    None without one.  Unlike ``Popen.pidfd``, it does not keep the pidfd
+    open after the reap once unpinned."""
+    handle = getattr(proc, "_pidfd_handle", None)
+    if not isinstance(handle, _PidfdHandle):
+        return None
+    fd = handle.pin()
+    return fd if fd >= 0 else None
+
+
+def unpin_pidfd(proc: subprocess.Popen[Any]) -> None:
+    """Pair of a ``pin_pidfd(proc)`` that returned an fd."""
+    handle = proc._pidfd_handle  # type: ignore[attr-defined]
+    handle.unpin()
 
 
 def _returncode(result: Any) -> int:
@@ -114,11 +184,14 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
 
     @property
     def pidfd(self) -> int | None:
-        """The child's pidfd (close-on-exec), or None without one or once closed."""
+        """The child's pidfd (close-on-exec), or None without one or once closed.
+
+        Once read, it stays open until a ``with`` block ends with the child
+        reaped, or the Popen is collected; unread, it is closed at the reap."""
         handle = self._pidfd_handle
-        if handle is None or handle.fd < 0:
+        if handle is None:
             return None
-        return handle.fd
+        return handle.expose()
 
     # ---- spawning ---------------------------------------------------------
 
@@ -229,7 +302,11 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
             stdlib_args.append(process_group)
         _STDLIB_EXECUTE_CHILD(self, *stdlib_args)
         if "fork" in names:
-            self._adopt(self.pid, self._open_pidfd_of_child(), "fork")
+            pidfd = self._open_pidfd_of_child()
+            if pidfd is None and self.returncode is None:
+                self._adopt(self.pid, None, "fork" + _backends.NO_PIDFD)
+            else:
+                self._adopt(self.pid, pidfd, "fork")
         else:
             self.backend = "pid"
 
@@ -258,6 +335,11 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
     def _adopt(self, pid: int, pidfd: int | None, backend: str) -> None:
         self.pid = pid
         self._child_created = True
+        if pidfd is not None and not _fdbudget.fits(pidfd):
+            # Unreaped, so its PID stays its own: held by it, as the stdlib.
+            os.close(pidfd)
+            pidfd = None
+            backend += _backends.NO_PIDFD
         self.backend = backend
         if pidfd is not None:
             self._pidfd_handle = _PidfdHandle(pidfd)
@@ -275,7 +357,7 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
             self.returncode = 0
             return None
         except OSError:
-            return None  # EMFILE and friends: carry on exactly as the stdlib
+            return None  # EMFILE and friends: held by its PID, as the stdlib
         try:
             os.waitid(os.P_PIDFD, fd, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
@@ -296,6 +378,8 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
             self.returncode = os.waitstatus_to_exitcode(status)
         else:
             self.returncode = deadstate if deadstate is not None else 0
+        if handle is not None:
+            handle.retire()
 
     def _internal_poll(
         self,
@@ -321,9 +405,11 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
                 except OSError:
                     if _deadstate is not None:
                         self.returncode = _deadstate
+                        handle.retire()
                 else:
                     if result is not None:
                         self.returncode = _returncode(result)
+                        handle.retire()
         finally:
             self._waitpid_lock.release()
         return self.returncode
@@ -342,6 +428,7 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
         if result is None:
             return False
         self.returncode = _returncode(result)
+        handle.retire()
         return True
 
     def _wait(self, timeout: float | None) -> int:
@@ -358,23 +445,33 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
 
         endtime = _time() + timeout
         poller: select.poll | None = None
-        while True:
-            # The lock is held by a thread blocked in waitid until the exit:
-            # waiting for it up to our deadline is waiting for the exit.
-            if self._waitpid_lock.acquire(True, min(max(endtime - _time(), 0), _MAX_WAIT_SLICE)):
-                try:
-                    if self._reap_locked(os.WEXITED | os.WNOHANG):
-                        return cast(int, self.returncode)
-                finally:
-                    self._waitpid_lock.release()
-            remaining = endtime - _time()
-            if remaining <= 0:
-                raise subprocess.TimeoutExpired(self.args, timeout)
-            if poller is None:
-                poller = select.poll()
-                poller.register(handle.fd, select.POLLIN)
-            # The pidfd turns readable the moment the child exits.
-            poller.poll(math.ceil(min(remaining, _MAX_WAIT_SLICE) * 1000))
+        # Pinned: a reap in another thread must not close (and the kernel
+        # reuse) the number our poller watches.
+        fd = handle.pin()
+        if fd < 0:
+            return cast(int, self.returncode)  # reaped meanwhile
+        try:
+            while True:
+                # The lock is held by a thread blocked in waitid until the
+                # exit: waiting for it up to our deadline is waiting for it.
+                if self._waitpid_lock.acquire(
+                    True, min(max(endtime - _time(), 0), _MAX_WAIT_SLICE)
+                ):
+                    try:
+                        if self._reap_locked(os.WEXITED | os.WNOHANG):
+                            return cast(int, self.returncode)
+                    finally:
+                        self._waitpid_lock.release()
+                remaining = endtime - _time()
+                if remaining <= 0:
+                    raise subprocess.TimeoutExpired(self.args, timeout)
+                if poller is None:
+                    poller = select.poll()
+                    poller.register(fd, select.POLLIN)
+                # The pidfd turns readable the moment the child exits.
+                poller.poll(math.ceil(min(remaining, _MAX_WAIT_SLICE) * 1000))
+        finally:
+            handle.unpin()
 
     # ---- signalling -------------------------------------------------------
 
@@ -386,14 +483,19 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
         self.poll()
         if self.returncode is not None:
             return
+        fd = handle.pin()  # a reap in another thread must not free the number
+        if fd < 0:
+            return  # reaped meanwhile
         try:
-            signal.pidfd_send_signal(handle.fd, sig)
+            signal.pidfd_send_signal(fd, sig)
         except ProcessLookupError:
             pass  # exited meanwhile; the pidfd cannot point anywhere else
         except OSError:
             # Denied by a seccomp filter (ENOSYS, EPERM) or refused for a
             # reason kill() shares (EPERM, EINVAL): kill() gives its answer.
             self._kill_while_unreaped(sig)
+        finally:
+            handle.unpin()
 
     def _kill_while_unreaped(self, sig: int) -> None:
         """kill(pid), only while the PID is certainly still our child's: we

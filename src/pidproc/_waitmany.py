@@ -9,26 +9,39 @@ What is ours is reaped: a Popen through its own ``wait()`` (so its
 through ``PidFd.poll()`` (which reaps our child, or reads the status of any
 other process once its parent has reaped it, PIDFD_INFO_EXIT, 6.15+).
 
-A Popen without a pidfd (the stdlib's, or pidproc's "pid" path) gets a
-pidfd for the duration of the call, checked against the unreaped child.
+A pidproc.Popen's own pidfd is pinned for the duration of the call (a reap
+elsewhere cannot close the number under the poller), and closed afterwards
+if the child has been reaped and the program never read ``Popen.pidfd``.
+A Popen without a pidfd (the stdlib's, or one held by its PID) gets one for
+the duration of the call, checked against the unreaped child.  Where no fd
+is free for that, the Popen is polled the way the stdlib's ``wait(timeout)``
+polls: ``waitpid(WNOHANG)`` at each wake-up, the wait between growing from
+0.5 ms to 50 ms.
 """
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import select
 import subprocess
 from collections.abc import Callable, Generator, Iterable
 from time import monotonic as _time
-from typing import Any, TypeVar, Union
+from typing import Any, TypeVar, Union, cast
 
+from . import _fdbudget
 from ._pidfd import PidFd
+from ._popen import pin_pidfd, unpin_pidfd
 
 Waitable = Union["subprocess.Popen[Any]", PidFd]
 W = TypeVar("W", bound=Waitable)
 
 _MAX_EVENTS = 1024
+# Popens polled without a pidfd: the stdlib's wait(timeout) delays.
+_FIRST_DELAY = 0.0005
+_MAX_DELAY = 0.05
+_NO_FD = {errno.EMFILE, errno.ENFILE, errno.ENOMEM}
 
 
 def _finished(proc: Any) -> bool:
@@ -48,25 +61,36 @@ def _collect(proc: Any) -> bool:
     return True
 
 
-def _pidfd_for(proc: Any) -> tuple[int, bool] | None:
-    """(fd, owned) to watch, or None if the process is already done."""
+def _pidfd_for(proc: Any) -> tuple[int, str] | None | subprocess.Popen[Any]:
+    """What to watch: (fd, how we hold it: "borrowed", "pinned" or "owned"),
+    None if the process is already done, or the Popen itself when no fd is
+    free for a pidfd (it is then polled)."""
     if isinstance(proc, PidFd):
-        return proc.fileno(), False
-    fd = getattr(proc, "pidfd", None)
-    if isinstance(fd, int):
-        return fd, False
+        return proc.fileno(), "borrowed"
+    fd = pin_pidfd(proc)
+    if fd is not None:
+        return fd, "pinned"
+    if proc.returncode is not None:
+        return None  # reaped meanwhile
     try:
         fd = os.pidfd_open(proc.pid)
     except ProcessLookupError:
         proc.poll()  # reaped behind its back: let the Popen find out
         return None
+    except OSError as e:
+        if e.errno in _NO_FD:
+            return cast("subprocess.Popen[Any]", proc)
+        raise
+    if not _fdbudget.fits(fd):
+        os.close(fd)  # the fds left are the program's
+        return cast("subprocess.Popen[Any]", proc)
     try:
         os.waitid(os.P_PIDFD, fd, os.WEXITED | os.WNOHANG | os.WNOWAIT)
     except ChildProcessError:
         os.close(fd)  # reaped behind its back; the PID may be someone else's
         proc.poll()
         return None
-    return fd, True
+    return fd, "owned"
 
 
 class _Poll:
@@ -125,8 +149,14 @@ def _as_completed(
 ) -> Generator[W, None, None]:
     endtime = None if timeout is None else _time() + timeout
     by_fd: dict[int, W] = {}
-    owned: set[int] = set()  # pidfds we opened (for Popens without one)
-    poller = make_poller()
+    held: dict[int, tuple[str, W]] = {}  # fds pinned or opened here, to give back
+    polled: list[W] = []  # Popens no fd could be had for
+    try:
+        poller = make_poller()
+    except OSError as e:
+        if e.errno not in _NO_FD:
+            raise
+        poller = _Poll()  # poll(2) needs no fd of its own
     try:
         for proc in procs:
             if _finished(proc):
@@ -136,24 +166,33 @@ def _as_completed(
             if got is None:
                 yield proc
                 continue
-            fd, is_owned = got
-            if is_owned:
-                owned.add(fd)
+            if not isinstance(got, tuple):
+                polled.append(proc)
+                continue
+            fd, how = got
             if fd in by_fd:
                 raise ValueError(f"{proc!r} and {by_fd[fd]!r} share the pidfd {fd}")
+            if how != "borrowed":
+                held[fd] = how, proc
             poller.register(fd, select.POLLIN)
             by_fd[fd] = proc
-        while by_fd:
+        delay = _FIRST_DELAY
+        while by_fd or polled:
             if endtime is None:
                 wait = -1.0
             else:
                 remaining = endtime - _time()
                 if remaining <= 0:
+                    left = len(by_fd) + len(polled)
                     raise TimeoutError(
-                        f"{len(by_fd)} of {len(procs)} processes still running after {timeout} s"
+                        f"{left} of {len(procs)} processes still running after {timeout} s"
                     )
                 wait = remaining
-            for fd, _events in poller.poll(wait, min(len(by_fd), _MAX_EVENTS)):
+            if polled:
+                wait = delay if wait < 0 else min(wait, delay)
+                delay = min(delay * 2, _MAX_DELAY)
+            events = poller.poll(wait, max(1, min(len(by_fd), _MAX_EVENTS)))
+            for fd, _events in events:
                 proc = by_fd[fd]
                 if not _collect(proc):
                     # An exited process that is not ours: its status comes
@@ -162,11 +201,20 @@ def _as_completed(
                     continue
                 del by_fd[fd]
                 poller.unregister(fd)
-                if fd in owned:
-                    owned.discard(fd)
-                    os.close(fd)
+                if fd in held:
+                    _give_back(fd, *held.pop(fd))
+                yield proc
+            for proc in [p for p in polled if p.poll() is not None]:
+                polled.remove(proc)
                 yield proc
     finally:
         poller.close()
-        for fd in owned:
-            os.close(fd)
+        for fd, (how, proc) in held.items():
+            _give_back(fd, how, proc)
+
+
+def _give_back(fd: int, how: str, proc: Any) -> None:
+    if how == "owned":
+        os.close(fd)
+    elif how == "pinned":
+        unpin_pidfd(proc)
