@@ -2,7 +2,7 @@
 
 The clone3/clone child needs a stack of its own.  It used to be a 32 KiB
 buffer in the spawning C frame: from a thread made with
-``threading.stack_size(32768)`` (the smallest Python accepts) that frame
+``threading.stack_size(32768)`` (the smallest CPython 3.10-3.13 accept) that frame
 jumped over the guard page into whatever lay below, a segfault or silent
 corruption.  The child's stack now comes from a pool (_stack.c).  A failure
 here kills the interpreter, so every case runs in a fresh one, the same
@@ -18,6 +18,7 @@ import resource
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -29,7 +30,25 @@ from . import child_stack, seccomp
 from .conftest import PY, USABLE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALLEST_THREAD_STACK = 32768  # threading.stack_size() refuses less
+
+
+def _smallest_thread_stack() -> int:
+    """The smallest size threading.stack_size() accepts: 32 KiB up to 3.13;
+    a CPython that keeps margins for its C stack protection may refuse it."""
+    previous = threading.stack_size()
+    try:
+        for size in range(32768, 16 << 20, 4096):
+            try:
+                threading.stack_size(size)
+            except ValueError:
+                continue
+            return size
+        raise AssertionError("threading.stack_size() accepted no size")
+    finally:
+        threading.stack_size(previous)
+
+
+SMALLEST_THREAD_STACK = _smallest_thread_stack()
 IS_ROOT = os.geteuid() == 0
 
 
@@ -267,7 +286,7 @@ def test_pool_survives_a_fork_taken_while_other_threads_spawn(path: str) -> None
     if pid == 0:
         ok = True
         try:
-            threading.stack_size(32768)
+            threading.stack_size(SIZE)
             results = []
             def again():
                 for _ in range(20):
@@ -283,7 +302,8 @@ def test_pool_survives_a_fork_taken_while_other_threads_spawn(path: str) -> None
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, status
     """
-    code = _HELD.format(n=4, size=SMALLEST_THREAD_STACK, while_held=textwrap.dedent(after_fork))
+    after_fork = textwrap.dedent(after_fork).replace("SIZE", str(SMALLEST_THREAD_STACK))
+    code = _HELD.format(n=4, size=SMALLEST_THREAD_STACK, while_held=after_fork)
     code += "print(mod.run(['true']).returncode)\n"
     r = run_script(code, path)
     assert r.returncode == 0, r.stderr
