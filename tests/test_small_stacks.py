@@ -310,6 +310,35 @@ def test_pool_survives_a_fork_taken_while_other_threads_spawn(path: str) -> None
     assert r.stdout.split() == ["True", "0"]
 
 
+_NO_GUARD_PAGE = """
+def mappings():
+    with open("/proc/self/maps") as f:
+        return sum(1 for _ in f)
+for _ in range(20):  # the stdlib's spawn, which runs below: its allocations first
+    subprocess.Popen(["sh", "-c", "exit 4"]).wait()
+# Making a stack's guard page fails from now on (nothing else here asks
+# for PROT_NONE): the pool cannot map a stack, which is ENOMEM.
+seccomp.install({"mprotect": (errno.ENOMEM, 2, "==", 0)})
+before = mappings()  # libseccomp loaded
+got = []
+for _ in range(20):
+    p = mod.Popen(["sh", "-c", "exit 4"])
+    got.append((p.backend, p.wait()))
+print(sorted(set(got)), mappings() - before)
+"""
+
+
+@pytest.mark.skipif(not seccomp.available(), reason="libseccomp.so.2 is not installed")
+@pytest.mark.parametrize("path", CLONE_PATHS)
+def test_a_stack_that_cannot_be_mapped_leaves_the_spawn_to_the_stdlib(path: str) -> None:
+    """ENOMEM from the pool is transient, as for the spawn syscall itself:
+    the stdlib's spawn runs instead (then held by a pidfd, the fork path),
+    and the failed mappings are all undone."""
+    r = run_script(_NO_GUARD_PAGE, path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[('fork', 4)] 0"
+
+
 # ---- the child's stack use, measured --------------------------------------
 
 
