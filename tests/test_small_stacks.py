@@ -13,6 +13,7 @@ must agree.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import resource
 import subprocess
@@ -32,9 +33,18 @@ from .conftest import PY, USABLE
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _smallest_thread_stack() -> int:
-    """The smallest size threading.stack_size() accepts: 32 KiB up to 3.13;
-    a CPython that keeps margins for its C stack protection may refuse it."""
+@functools.cache
+def smallest_thread_stack() -> int:
+    """The smallest thread stack the stdlib spawns from: the smallest size
+    threading.stack_size() accepts (32 KiB up to 3.13; a CPython that keeps
+    margins for its C stack protection may refuse it, or need more room to
+    run Popen at all), found with the stdlib in a fresh interpreter."""
+    probe = (
+        "import subprocess, sys, threading\n"
+        "threading.stack_size(int(sys.argv[1]))\n"
+        "t = threading.Thread(target=subprocess.run, args=(['true'],), kwargs={'check': True})\n"
+        "t.start(); t.join()\n"
+    )
     previous = threading.stack_size()
     try:
         for size in range(32768, 16 << 20, 4096):
@@ -42,13 +52,14 @@ def _smallest_thread_stack() -> int:
                 threading.stack_size(size)
             except ValueError:
                 continue
-            return size
-        raise AssertionError("threading.stack_size() accepted no size")
+            r = subprocess.run([PY, "-c", probe, str(size)], capture_output=True, text=True)
+            if r.returncode == 0 and not r.stderr:
+                return size
+        raise AssertionError("the stdlib spawned from no thread stack size")
     finally:
         threading.stack_size(previous)
 
 
-SMALLEST_THREAD_STACK = _smallest_thread_stack()
 IS_ROOT = os.geteuid() == 0
 
 
@@ -142,7 +153,7 @@ def test_spawn_from_a_thread_with_the_smallest_stack(path: str, case: str) -> No
         pytest.skip("process_group= is 3.11+")
     if "seccomp" in setup and not seccomp.available():
         pytest.skip("libseccomp.so.2 is not installed")
-    code = _THREAD.format(setup=setup, size=SMALLEST_THREAD_STACK, call=call)
+    code = _THREAD.format(setup=setup, size=smallest_thread_stack(), call=call)
     stdlib = run_script(code, None)
     assert stdlib.returncode == 0, stdlib.stderr
     ours = run_script(code, path)
@@ -155,7 +166,7 @@ def test_spawn_from_a_thread_with_the_smallest_stack(path: str, case: str) -> No
 def test_the_forced_path_is_the_one_taken_from_a_small_thread(path: str) -> None:
     r = run_script(
         f"""
-        threading.stack_size({SMALLEST_THREAD_STACK})
+        threading.stack_size({smallest_thread_stack()})
         out = []
         def spawn():
             p = mod.Popen(['true'])
@@ -222,14 +233,14 @@ def test_spawn_in_the_main_thread_under_the_smallest_stack_limit(
 
 # ---- the pool: many at once, more than it holds, fork --------------------
 
-_MANY_THREADS = f"""
-threading.stack_size({SMALLEST_THREAD_STACK})
+_MANY_THREADS = """
+threading.stack_size(SIZE)
 start = threading.Barrier(24)
 codes = []
 def spawn(i):
     start.wait()
     for j in range(8):
-        codes.append(mod.run(['sh', '-c', f'exit {{(i + j) % 7}}']).returncode)
+        codes.append(mod.run(['sh', '-c', f'exit {(i + j) % 7}']).returncode)
 threads = [threading.Thread(target=spawn, args=(i,)) for i in range(24)]
 for t in threads:
     t.start()
@@ -241,7 +252,7 @@ print(sorted(codes) == sorted((i + j) % 7 for i in range(24) for j in range(8)))
 
 @pytest.mark.parametrize("path", PATHS)
 def test_many_threads_with_small_stacks_spawning_at_once(path: str) -> None:
-    r = run_script(_MANY_THREADS, path)
+    r = run_script(_MANY_THREADS.replace("SIZE", str(smallest_thread_stack())), path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "True"
 
@@ -270,7 +281,7 @@ print(codes == [0] * {n})
 @pytest.mark.skipif(not seccomp.available(), reason="libseccomp.so.2 is not installed")
 @pytest.mark.parametrize("path", CLONE_PATHS)
 def test_more_spawns_at_once_than_the_pool_holds(path: str) -> None:
-    r = run_script(_HELD.format(n=80, size=SMALLEST_THREAD_STACK, while_held=""), path)
+    r = run_script(_HELD.format(n=80, size=smallest_thread_stack(), while_held=""), path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "True"
 
@@ -302,8 +313,8 @@ def test_pool_survives_a_fork_taken_while_other_threads_spawn(path: str) -> None
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, status
     """
-    after_fork = textwrap.dedent(after_fork).replace("SIZE", str(SMALLEST_THREAD_STACK))
-    code = _HELD.format(n=4, size=SMALLEST_THREAD_STACK, while_held=after_fork)
+    after_fork = textwrap.dedent(after_fork).replace("SIZE", str(smallest_thread_stack()))
+    code = _HELD.format(n=4, size=smallest_thread_stack(), while_held=after_fork)
     code += "print(mod.run(['true']).returncode)\n"
     r = run_script(code, path)
     assert r.returncode == 0, r.stderr
