@@ -13,7 +13,7 @@ from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
 PKG = HERE / "src" / "pidproc"
-SOURCES = ["_child.c", "_clone.c", "_pidfd_spawn.c", "_toolkit.c"]
+SOURCES = ["_child.c", "_clone.c", "_pidfd_spawn.c", "_stack.c", "_toolkit.c"]
 
 
 def _libraries() -> list[str]:

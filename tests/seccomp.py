@@ -196,6 +196,74 @@ def veto_clone3_flags(flags: int, err: int) -> list[int]:
     return seen
 
 
+def hold_execve(n: int) -> tuple[threading.Semaphore, threading.Event]:
+    """From now on, the first ``n`` execve calls of this process's children
+    (of this thread and the threads it starts later) wait in the kernel,
+    before anything is executed, until the returned event is set; later
+    calls go on at once.  The semaphore is released once per call held, so
+    the caller can wait until ``n`` children are stuck before exec: with
+    CLONE_VFORK, ``n`` spawns in progress at the same time.
+    """
+    lib = _lib()
+    if lib is None:
+        raise OSError("libseccomp.so.2 is not installed")
+    lib.seccomp_init.restype = ctypes.c_void_p
+    lib.seccomp_rule_add_array.argtypes = [
+        ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.POINTER(_ArgCmp),
+    ]  # fmt: skip
+    lib.seccomp_load.argtypes = [ctypes.c_void_p]
+    lib.seccomp_release.argtypes = [ctypes.c_void_p]
+    lib.seccomp_notify_fd.argtypes = [ctypes.c_void_p]
+    lib.seccomp_notify_receive.argtypes = [ctypes.c_int, ctypes.POINTER(_Notif)]
+    lib.seccomp_notify_respond.argtypes = [ctypes.c_int, ctypes.POINTER(_NotifResp)]
+    held = threading.Semaphore(0)
+    go = threading.Event()
+    handoff: list[int] = []
+    ready = threading.Event()
+
+    def respond(fd: int, notif_id: int) -> None:
+        resp = _NotifResp()
+        resp.id, resp.val, resp.error = notif_id, 0, 0
+        resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE
+        lib.seccomp_notify_respond(fd, ctypes.byref(resp))
+
+    def release_later(fd: int, notif_id: int) -> None:
+        go.wait()
+        respond(fd, notif_id)
+
+    def supervise() -> None:
+        ready.wait()
+        fd = handoff[0]
+        req = _Notif()
+        count = 0
+        while True:
+            ctypes.memset(ctypes.byref(req), 0, ctypes.sizeof(req))
+            if lib.seccomp_notify_receive(fd, ctypes.byref(req)) < 0:
+                continue  # the caller died meanwhile (ENOENT) or EINTR
+            if count < n and not go.is_set():
+                count += 1
+                threading.Thread(target=release_later, args=(fd, req.id), daemon=True).start()
+                held.release()
+            else:
+                respond(fd, req.id)
+
+    threading.Thread(target=supervise, daemon=True).start()
+    ctx = lib.seccomp_init(SCMP_ACT_ALLOW)
+    try:
+        nr = lib.seccomp_syscall_resolve_name(b"execve")
+        rc = lib.seccomp_rule_add_array(ctx, SCMP_ACT_NOTIFY, nr, 0, None)
+        if rc < 0:
+            raise OSError(-rc, "seccomp_rule_add(execve, NOTIFY) failed")
+        rc = lib.seccomp_load(ctx)
+        if rc < 0:
+            raise OSError(-rc, "seccomp_load failed")
+        handoff.append(lib.seccomp_notify_fd(ctx))
+    finally:
+        lib.seccomp_release(ctx)
+    ready.set()
+    return held, go
+
+
 PRELUDE = (
     "import sys; sys.path.insert(0, {root!r})\n"
     "from tests import seccomp\n"

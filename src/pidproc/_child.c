@@ -10,8 +10,17 @@
  *   - no glibc set*id wrappers: they broadcast the change to every thread
  *     of the process (nptl's setxid), and the "process" here is the parent's
  *     threads; raw syscalls change only this task;
- *   - the stack is a buffer in the parent's frame (see _clone.c), so no
- *     large locals and no recursion.
+ *   - the stack is a fixed-size one from the pool in _stack.c (the parent
+ *     takes it before the clone and gives it back after; the child never
+ *     touches the pool), sized from what this code was measured to use
+ *     (python -m tests.child_stack, checked by tests/test_small_stacks.py),
+ *     with a guard page below: no
+ *     large locals (the 2 KiB getdents buffer is the largest) and no
+ *     recursion;
+ *   - no signal handler can run on that stack: every signal stays blocked
+ *     until the handlers are reset (by CLONE_CLEAR_SIGHAND or
+ *     reset_signal_handlers below), and only then is the caller's mask
+ *     restored.
  * The steps and their order are those of CPython's _posixsubprocess
  * child_exec, so every error is the one the stdlib reports.
  */

@@ -6,10 +6,12 @@
  * same syscall, so there is no instant at which the child exists without a
  * handle that cannot be recycled.
  *
- * The child's stack is a buffer in this function's frame, as musl's
- * posix_spawn does: the parent thread is suspended inside the syscall with
- * all signals blocked, so nothing else uses that memory meanwhile, and no
- * mmap/munmap pair is paid per spawn.
+ * The child runs on a stack from the pool in _stack.c (mmap'd once, with a
+ * guard page below it, and kept for the next spawn), taken before the clone
+ * and given back when the parent thread wakes, which is when the child has
+ * exec'd or exited.  Not a buffer in this function's frame, as musl's
+ * posix_spawn has: a thread made with threading.stack_size(32768), or a
+ * main thread under a small `ulimit -s`, has no room for one.
  *
  * clone3 (kernel 5.3) needs a trampoline: with a new stack the child resumes
  * inside the syscall instruction on an empty stack, so it must not return
@@ -37,10 +39,6 @@
 #define __NR_pidfd_open 434
 #endif
 #define PIDPROC_P_PIDFD 3
-
-/* Big enough for pidproc_child_main (its largest local is a 2 KiB
- * getdents buffer) plus whatever glibc's execve/sigaction need. */
-#define CHILD_STACK_SIZE (32 * 1024)
 
 void pidproc_prepare(struct pidproc_spawn *req)
 {
@@ -151,12 +149,17 @@ int pidproc_clone3_compiled(void) { return 1; }
 
 int pidproc_spawn_clone3(struct pidproc_spawn *req)
 {
-    char stack[CHILD_STACK_SIZE] __attribute__((aligned(16)));
+    struct pidproc_stack stack;
     sigset_t all, old;
     struct pidproc_child ctx = {req, &old, 0};
     int saved_errno = errno;
 
     pidproc_prepare(req);
+    int rc = pidproc_stack_take(&stack);
+    if (rc != 0) {
+        errno = saved_errno;
+        return rc;   /* ENOMEM: nothing created, the caller treats it as transient */
+    }
 
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
@@ -168,8 +171,8 @@ int pidproc_spawn_clone3(struct pidproc_spawn *req)
                    (ctx.handlers_cleared ? PIDPROC_CLONE_CLEAR_SIGHAND : 0);
         ca.pidfd = (uint64_t)(uintptr_t)&req->pidfd;
         ca.exit_signal = SIGCHLD;
-        ca.stack = (uint64_t)(uintptr_t)stack;
-        ca.stack_size = sizeof stack;
+        ca.stack = (uint64_t)(uintptr_t)stack.base;   /* clone3: base and size */
+        ca.stack_size = stack.size;
         pid = clone3_call(&ca, pidproc_child_main, &ctx);
         if (pid == -EINVAL && ctx.handlers_cleared) {
             clear_sighand_rejected = 1;
@@ -178,6 +181,7 @@ int pidproc_spawn_clone3(struct pidproc_spawn *req)
         break;
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pidproc_stack_put(&stack);   /* the child has exec'd or exited */
     errno = saved_errno;   /* the child ran on this thread's TLS */
 
     if (pid < 0) {
@@ -198,21 +202,28 @@ int pidproc_spawn_clone3(struct pidproc_spawn *req)
 
 int pidproc_spawn_clone(struct pidproc_spawn *req)
 {
-    char stack[CHILD_STACK_SIZE] __attribute__((aligned(16)));
+    struct pidproc_stack stack;
     sigset_t all, old;
     struct pidproc_child ctx = {req, &old, 0};
     int saved_errno = errno;
 
     pidproc_prepare(req);
+    int rc = pidproc_stack_take(&stack);
+    if (rc != 0) {
+        errno = saved_errno;
+        return rc;   /* ENOMEM: nothing created, the caller treats it as transient */
+    }
 
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    /* With CLONE_PIDFD the kernel stores the pidfd through parent_tid. */
-    int pid = clone(pidproc_child_main, stack + sizeof stack,
+    /* glibc's clone() takes the top of the stack.  With CLONE_PIDFD the
+     * kernel stores the pidfd through parent_tid. */
+    int pid = clone(pidproc_child_main, stack.base + stack.size,
                     CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &ctx,
                     &req->pidfd);
     int clone_errno = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pidproc_stack_put(&stack);   /* the child has exec'd or exited */
     errno = saved_errno;
 
     if (pid < 0) {

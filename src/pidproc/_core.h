@@ -75,6 +75,15 @@ int pidproc_pidfd_spawn_available(void);
 /* The running glibc's version string, e.g. "2.36". */
 const char *pidproc_glibc_version(void);
 
+/* The size in bytes of the stack a clone3/clone child runs on (_stack.c). */
+long pidproc_child_stack_size(void);
+/* Measuring what that child really uses (python -m tests.child_stack): with
+ * on != 0, every clone3/clone spawn from now on gives its child a fresh
+ * 256 KiB stack filled with a pattern and notes how many bytes of it the
+ * child wrote; on == 0 goes back to the pool.  Returns the most seen since
+ * the previous call (0: no spawn) and starts counting again from 0. */
+long pidproc_child_stack_probe(int on);
+
 /* ---- the pidfd toolkit (_toolkit.c): parent-side syscalls os lacks ----
  * Each returns its result, or -errno on failure. */
 

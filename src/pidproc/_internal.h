@@ -27,4 +27,18 @@ void pidproc_prepare(struct pidproc_spawn *req);
 /* Reap a child that failed before exec, close its pidfd; keeps errno. */
 void pidproc_reap_failed(struct pidproc_spawn *req);
 
+/* A stack for one clone3/clone child (_stack.c): usable bytes
+ * [base, base + size), a PROT_NONE guard page below base. */
+struct pidproc_stack {
+    char *base;
+    size_t size;
+    int slot;   /* which pool slot, or negative: mapped for this spawn alone */
+};
+
+/* 0, or an errno (ENOMEM) with nothing taken.  Async-signal-unsafe only on
+ * the first use of a slot (mmap); never called from the child. */
+int pidproc_stack_take(struct pidproc_stack *s);
+/* Give the stack back once the child has exec'd or exited; keeps errno. */
+void pidproc_stack_put(struct pidproc_stack *s);
+
 #endif
