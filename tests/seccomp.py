@@ -26,6 +26,7 @@ import os
 import subprocess
 import sys
 import threading
+from typing import Any
 
 Rule = int | tuple[int, int, int] | tuple[int, int, str, int]
 
@@ -136,14 +137,8 @@ class _NotifResp(ctypes.Structure):
     ]
 
 
-def veto_clone3_flags(flags: int, err: int) -> list[int]:
-    """From now on, this thread's clone3 calls whose ``clone_args.flags`` has
-    any bit of ``flags`` set fail with ``err``; the others run as usual.
-
-    Returns the list the supervisor appends every flags word it sees to.
-    The calling thread must not start threads afterwards (pthread_create uses
-    clone3 and would wait for a supervisor that needs the GIL it holds).
-    """
+def _notify_lib() -> Any:
+    """libseccomp with the prototypes the user-notification helpers need."""
     lib = _lib()
     if lib is None:
         raise OSError("libseccomp.so.2 is not installed")
@@ -156,6 +151,35 @@ def veto_clone3_flags(flags: int, err: int) -> list[int]:
     lib.seccomp_notify_fd.argtypes = [ctypes.c_void_p]
     lib.seccomp_notify_receive.argtypes = [ctypes.c_int, ctypes.POINTER(_Notif)]
     lib.seccomp_notify_respond.argtypes = [ctypes.c_int, ctypes.POINTER(_NotifResp)]
+    return lib
+
+
+def _load_notify_filter(lib: Any, syscall: bytes) -> int:
+    """Load a filter that hands every ``syscall`` of this thread (and the
+    threads it starts later) to a supervisor; returns the notification fd."""
+    ctx = lib.seccomp_init(SCMP_ACT_ALLOW)
+    try:
+        nr = lib.seccomp_syscall_resolve_name(syscall)
+        rc = lib.seccomp_rule_add_array(ctx, SCMP_ACT_NOTIFY, nr, 0, None)
+        if rc < 0:
+            raise OSError(-rc, f"seccomp_rule_add({syscall.decode()}, NOTIFY) failed")
+        rc = lib.seccomp_load(ctx)
+        if rc < 0:
+            raise OSError(-rc, "seccomp_load failed")
+        return int(lib.seccomp_notify_fd(ctx))
+    finally:
+        lib.seccomp_release(ctx)
+
+
+def veto_clone3_flags(flags: int, err: int) -> list[int]:
+    """From now on, this thread's clone3 calls whose ``clone_args.flags`` has
+    any bit of ``flags`` set fail with ``err``; the others run as usual.
+
+    Returns the list the supervisor appends every flags word it sees to.
+    The calling thread must not start threads afterwards (pthread_create uses
+    clone3 and would wait for a supervisor that needs the GIL it holds).
+    """
+    lib = _notify_lib()
     seen: list[int] = []
     handoff: list[int] = []
     ready = threading.Event()
@@ -180,18 +204,7 @@ def veto_clone3_flags(flags: int, err: int) -> list[int]:
 
     # Started before the filter exists: creating it uses clone3 itself.
     threading.Thread(target=supervise, daemon=True).start()
-    ctx = lib.seccomp_init(SCMP_ACT_ALLOW)
-    try:
-        nr = lib.seccomp_syscall_resolve_name(b"clone3")
-        rc = lib.seccomp_rule_add_array(ctx, SCMP_ACT_NOTIFY, nr, 0, None)
-        if rc < 0:
-            raise OSError(-rc, "seccomp_rule_add(clone3, NOTIFY) failed")
-        rc = lib.seccomp_load(ctx)
-        if rc < 0:
-            raise OSError(-rc, "seccomp_load failed")
-        handoff.append(lib.seccomp_notify_fd(ctx))
-    finally:
-        lib.seccomp_release(ctx)
+    handoff.append(_load_notify_filter(lib, b"clone3"))
     ready.set()
     return seen
 
@@ -204,18 +217,7 @@ def hold_execve(n: int) -> tuple[threading.Semaphore, threading.Event]:
     the caller can wait until ``n`` children are stuck before exec: with
     CLONE_VFORK, ``n`` spawns in progress at the same time.
     """
-    lib = _lib()
-    if lib is None:
-        raise OSError("libseccomp.so.2 is not installed")
-    lib.seccomp_init.restype = ctypes.c_void_p
-    lib.seccomp_rule_add_array.argtypes = [
-        ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.POINTER(_ArgCmp),
-    ]  # fmt: skip
-    lib.seccomp_load.argtypes = [ctypes.c_void_p]
-    lib.seccomp_release.argtypes = [ctypes.c_void_p]
-    lib.seccomp_notify_fd.argtypes = [ctypes.c_void_p]
-    lib.seccomp_notify_receive.argtypes = [ctypes.c_int, ctypes.POINTER(_Notif)]
-    lib.seccomp_notify_respond.argtypes = [ctypes.c_int, ctypes.POINTER(_NotifResp)]
+    lib = _notify_lib()
     held = threading.Semaphore(0)
     go = threading.Event()
     handoff: list[int] = []
@@ -248,18 +250,7 @@ def hold_execve(n: int) -> tuple[threading.Semaphore, threading.Event]:
                 respond(fd, req.id)
 
     threading.Thread(target=supervise, daemon=True).start()
-    ctx = lib.seccomp_init(SCMP_ACT_ALLOW)
-    try:
-        nr = lib.seccomp_syscall_resolve_name(b"execve")
-        rc = lib.seccomp_rule_add_array(ctx, SCMP_ACT_NOTIFY, nr, 0, None)
-        if rc < 0:
-            raise OSError(-rc, "seccomp_rule_add(execve, NOTIFY) failed")
-        rc = lib.seccomp_load(ctx)
-        if rc < 0:
-            raise OSError(-rc, "seccomp_load failed")
-        handoff.append(lib.seccomp_notify_fd(ctx))
-    finally:
-        lib.seccomp_release(ctx)
+    handoff.append(_load_notify_filter(lib, b"execve"))
     ready.set()
     return held, go
 
