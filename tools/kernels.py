@@ -26,25 +26,32 @@ reads them in turn): the root itself, uncompressed, cached per root and
 recipe (the root's documentation, locales and apt lists left out; 450 MB
 for trixie), and a small one made per run with the working tree at /src, a
 venv at /venv with pidproc built into it, /init and the job.  Measured here
-under TCG: gzip would make the cached image 3x smaller but costs some
-seconds of decompression in the emulated kernel on every boot; the plain
-archive boots to a Python prompt in ~7 s.  pidproc is built in the root
+under TCG with trixie's root: plain, 447 MB, userland reached 9.7 s after
+power-on; gzip -1, 173 MB (26 s to pack, once), 15.9 s: every boot would
+pay the emulated decompression, so the cache keeps the plain archive (a
+few hundred MB of disk per root).  pidproc is built in the root
 with chroot on the host (native speed, Debian's cffi, offline as in
 tools/distros.py), not inside the emulated VM.  The VM gets 3 GiB of RAM.
 
 KVM is used when it works: a tiny static /init is booted with -accel kvm
 first, and only if it prints its marker within seconds does the real boot
-use KVM.  On this machine every Debian kernel stops in its decompressor
-under KVM ("KVM internal error"), so TCG (-cpu max) it is.
+use KVM.  On this machine it does not: qemu cannot start a KVM guest with
+-cpu host (it fails to set MSR 0x10a), and with other CPU models Debian's
+kernels stop in their decompressor ("KVM internal error"); TCG (-cpu max)
+it is.  -cpu max also ran the interpreter faster under TCG than qemu64 or
+Nehalem (10 startups: 4.9 s against 6.1 and 6.0).
 
 Inside each VM (tools/kernels_vm.py, run by /init): the feature gates,
 probed directly (pidfs, PIDFD_GET_INFO, PIDFD_INFO_EXIT, SO_PEERPIDFD,
 close_range, what clone3 accepts, pidfd_spawn, pidfd_getpid); what pidproc
 does with a foreign reaper and with a process that is not its child; the
-test files (by default the whole suite, tests/ and bench/) on the default
-path; the tests/ files of tools/distros.py's FORCED_FILES again with each
-other path forced by PIDPROC_BACKEND.  Results come back over the second
-serial port as a base64 tar; the console is the log.
+test files, one pytest run each (KERNEL_FILES by default: the files whose
+outcome depends on the kernel; --files "tests bench" for the whole suite,
+25-40 min per kernel under TCG on two shared cores, too long for CI) on the
+default path; then KERNEL_FORCED_FILES with each other path forced by
+PIDPROC_BACKEND, as tools/distros.py does.  Results come back over the
+second serial port as a base64 tar; the console is the log.  The VMs run
+side by side, one thread each.
 
 The report lists, per kernel: the kernel, glibc, CPython, the usable paths,
 the counts, and the gates open.  Then the gated tests: every test that
@@ -67,6 +74,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -97,7 +105,7 @@ MEMORY_MB = 3072
 SMP = 2
 # A whole VM (boot, gates, the suite, the forced reruns); beyond this it hangs.
 VM_TIMEOUT = 2400
-STEP_TIMEOUT = 1500
+FILE_TIMEOUT = 600
 
 BOOKWORM = distros.Suite("bookworm", ("3.11",), ("libpython3.11-testsuite",))
 
@@ -136,6 +144,32 @@ KERNELS = {
         ),
     )
 }
+
+# What runs in every VM by default: the files whose outcome depends on the
+# kernel (pidfds, waiting, exit status, signals and fds in the child, the
+# paths and their probes, races, faults, exhaustion).  The whole suite
+# (--files "tests bench") takes ~25-40 min per kernel under TCG on two
+# shared cores, too long for CI; it runs on demand.  test_child_state runs
+# every path itself (the ``backend`` fixture).
+KERNEL_FILES = (
+    "tests/test_pidfd_handle.py",
+    "tests/test_lifecycle.py",
+    "tests/test_waitmany.py",
+    "tests/test_peer.py",
+    "tests/test_asyncio.py",
+    "tests/test_backends.py",
+    "tests/test_pidfd_spawn_path.py",
+    "tests/test_races.py",
+    "tests/test_exhaustion.py",
+    "tests/test_sandbox_faults.py",
+    "tests/test_child_state.py",
+)
+# Forced by PIDPROC_BACKEND onto each other path: the parity file whose
+# children depend on the kernel (close_range, the fds a child sees).
+KERNEL_FORCED_FILES = ("tests/test_security_fds.py",)
+# Left out in the VMs whatever the files: loops that say nothing about the
+# kernel and take most of a file's time under TCG (10,000 spawns: ~11 min).
+DESELECT = ("tests/test_lifecycle.py::test_ten_thousand_spawns_leave_fd_count_flat",)
 
 # Skip reasons that name a feature gate of tools/kernels_vm.py: (pattern,
 # gate, whether the test skips when the gate is OPEN).  From the reasons the
@@ -441,6 +475,7 @@ class KernelResult:
     # run name -> {test id: (outcome, skip message)}
     outcomes: dict[str, dict[str, tuple[str, str]]] = dataclasses.field(default_factory=dict)
     problems: list[str] = dataclasses.field(default_factory=list)
+    file_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
     seconds: float = 0.0
     vm_seconds: float = 0.0
 
@@ -459,42 +494,47 @@ def junit_outcomes(path: Path) -> dict[str, tuple[str, str]]:
     return out
 
 
+def expand(paths: list[str]) -> list[str]:
+    """Test files, in pytest's order, for files and directories of the tree."""
+    out = []
+    for p in paths:
+        where = REPO / p
+        if where.is_dir():
+            found = [*where.glob("test_*.py"), *where.glob("bench_*.py")]
+            out += sorted(str(f.relative_to(REPO)) for f in found)
+        else:
+            out.append(p)
+    return out
+
+
 def make_job(k: Kernel, args: argparse.Namespace) -> dict[str, Any]:
+    """The pytest runs, one per file so that a hung file costs only itself
+    (and every file gets its own time): the suite on the default path, then
+    the forced paths."""
     if args.run is not None:
         return {"mode": "run", "command": args.run, "steps": []}
     pytest = ["python3", "-m", "pytest", "-p", "no:cacheprovider", "-q"]
-    steps = [
-        {
-            "name": "suite",
-            "argv": [
-                *pytest,
-                "--junitxml=/results/junit-suite.xml",
-                *args.files,
-                *args.pytest_args,
-            ],
-            "timeout": STEP_TIMEOUT,
-        }
-    ]
-    forced = [f for f in distros.FORCED_FILES if f in args.forced_files]
+    steps = []
+
+    def add(group: str, f: str, extra: list[str], env: dict[str, str]) -> None:
+        name = f"{group}--{Path(f).stem}"
+        drop = [a for d in DESELECT if d.startswith(f"{f}::") for a in ("--deselect", d)]
+        argv = [*pytest, f"--junitxml=/results/junit-{name}.xml", *extra, *drop, f]
+        argv += args.pytest_args
+        steps.append(
+            {"name": name, "group": group, "file": f, "argv": argv, "env": env,
+             "timeout": args.file_timeout}
+        )  # fmt: skip
+
+    for f in expand(args.files):
+        add("suite", f, [], {})
+    forced = [f for f in expand(args.forced_files) if f in distros.FORCED_FILES]
     default = "pidfd_spawn" if k.has_pidfd_spawn else "clone3"
-    for name in distros.FORCED if forced else ():
+    for name in distros.FORCED:
         if name == default:
             continue  # that is what the suite run took
-        steps.append(
-            {
-                "name": f"forced-{name}",
-                "argv": [
-                    *pytest,
-                    f"--junitxml=/results/junit-forced-{name}.xml",
-                    "-p",
-                    "tools.forced_path_plugin",
-                    *forced,
-                    *args.pytest_args,
-                ],
-                "env": {"PIDPROC_BACKEND": name},
-                "timeout": STEP_TIMEOUT,
-            }
-        )
+        for f in forced:
+            add(f"forced-{name}", f, ["-p", "tools.forced_path_plugin"], {"PIDPROC_BACKEND": name})
     return {"mode": "test", "command": "", "steps": steps}
 
 
@@ -587,25 +627,38 @@ def test_kernel(k: Kernel, args: argparse.Namespace, logs: Path) -> KernelResult
         res.gates = json.loads((out / "gates.json").read_text())
         res.behaviour = json.loads((out / "behaviour.json").read_text())
         done = out / "steps.json"
-        steps = json.loads(done.read_text()) if done.exists() else []
-        ran = {s["name"]: s for s in steps}
+        ran = {st["name"]: st for st in json.loads(done.read_text())} if done.exists() else {}
         for step in make_job(k, args)["steps"]:
-            name = step["name"]
+            name, group = step["name"], step["group"]
+            counts = res.runs.setdefault(group, distros.Counts())
+            outcomes = res.outcomes.setdefault(group, {})
             xml = out / f"junit-{name}.xml"
-            s = ran.get(name)
-            if s is None or not xml.exists():
-                res.problems.append(f"{name}: no report (step {'never ran' if s is None else s})")
+            st = ran.get(name)
+            if st is None:
+                res.problems.append(f"{group}: {step['file']} never ran (the VM stopped first)")
+                counts.failed += 1
                 continue
-            res.runs[name] = distros.junit_counts(xml)
-            res.outcomes[name] = junit_outcomes(xml)
-            if s["timed_out"]:
-                res.problems.append(f"{name}: timed out after {s['seconds']} s")
-            elif s["exit"] not in (0, 5) and res.runs[name].failed == 0:
-                res.runs[name].failed = 1  # a crashed session counts as a failure
-            if res.runs[name].failed:
-                bad = [t for t, (o, _) in res.outcomes[name].items() if o == "failed"]
-                res.problems.append(f"{name}: {res.runs[name]}: {', '.join(bad[:20])}")
-            say(f"{k.name}: {name}: {res.runs[name]} ({s['seconds']} s)")
+            res.file_seconds[f"{group} {step['file']}"] = st["seconds"]
+            if st["timed_out"] or not xml.exists():
+                why = "timed out" if st["timed_out"] else f"exited {st['exit']} without a report"
+                res.problems.append(f"{group}: {step['file']} {why} after {st['seconds']} s")
+                counts.failed += 1
+                continue
+            got = distros.junit_counts(xml)
+            found = junit_outcomes(xml)
+            if st["exit"] not in (0, 5) and got.failed == 0:
+                got.failed = 1  # a crashed session counts as a failure
+                res.problems.append(f"{group}: {step['file']} exited {st['exit']}")
+            counts.passed += got.passed
+            counts.failed += got.failed
+            counts.skipped += got.skipped
+            counts.seconds += st["seconds"]
+            outcomes.update(found)
+            bad = [t for t, (o, _) in found.items() if o == "failed"]
+            if bad:
+                res.problems.append(f"{group}: {step['file']}: failed: {', '.join(bad)}")
+        for group, counts in res.runs.items():
+            say(f"{k.name}: {group}: {counts} ({counts.seconds:.0f} s)")
         if "error" in res.behaviour:
             res.problems.append(f"behaviour probe: {res.behaviour['error']}")
     except StepFailed as e:
@@ -740,15 +793,18 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--run", metavar="CMD", help="run CMD in the VM (one --kernel), no tests")
     parser.add_argument(
         "--files",
-        default="tests bench",
-        help="what the suite run runs (space-separated; default: tests bench)",
+        default=" ".join(KERNEL_FILES),
+        help='what runs on the default path (space-separated; "tests bench": the whole suite)',
     )
     parser.add_argument(
         "--forced-files",
-        default=" ".join(distros.FORCED_FILES),
-        help="what the forced-path reruns run (default: tools/distros.py's FORCED_FILES)",
+        default=" ".join(KERNEL_FORCED_FILES),
+        help="what runs again on each other path (any of tools/distros.py's FORCED_FILES)",
     )
     parser.add_argument("--timeout", type=float, default=VM_TIMEOUT, help="per VM, seconds")
+    parser.add_argument(
+        "--file-timeout", type=float, default=FILE_TIMEOUT, help="per test file, seconds"
+    )
     parser.add_argument("--rebuild", action="store_true", help="build the roots from scratch")
     parser.add_argument("--json", help="write the results here too")
     parser.epilog = "Arguments after -- reach pytest unchanged."
@@ -764,18 +820,33 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def stop_everything(threads: list[threading.Thread]) -> None:
-    """After SIGINT/SIGTERM: kill the VMs and builds, wait for the threads."""
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)  # let the cleanup finish
-    distros.STOPPING.set()
-    deadline = time.monotonic() + 60
-    while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
-        distros.end_all_steps()
-        for k in KERNELS.values():
-            distros.kill_processes_in(k.suite.root)
-        for t in threads:
-            t.join(0.2)
+def our_children() -> list[int]:
+    """The processes this one started that still exist (zombies included)."""
+    kids: list[int] = []
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            kids += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return kids
+
+
+def end_leftovers() -> list[str]:
+    """Kill (by pid) and name whatever we started that is still running: a
+    VM left behind is a failure of this tool, reported as one."""
+    left = []
+    for pid in our_children():
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state == "Z":
+            continue
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        left.append(f"{pid} {cmd}")
+    return left
 
 
 def main(argv: list[str]) -> int:
@@ -814,23 +885,43 @@ def main(argv: list[str]) -> int:
         return rc
 
     results: dict[str, KernelResult] = {}
+    # The VMs side by side, one thread each.  Each is CPU-bound under TCG,
+    # so on two free cores this is no faster than one after the other; on
+    # cores shared with other work it is, by the share of the CPU their
+    # threads get.  Each thread says it is done with an Event: a
+    # Thread.join() cut short by a signal can leave the thread marked as
+    # finished while it still runs (CPython before 3.12), and the cleanup
+    # below must not believe that.
+    done = {k.name: threading.Event() for k in kernels}
 
     def work(k: Kernel) -> None:
         try:
             results[k.name] = test_kernel(k, args, logs)
         except Exception as e:  # a bug here must still fail the run, loudly
             results[k.name] = KernelResult(k.name, problems=[f"{type(e).__name__}: {e}"])
+        finally:
+            done[k.name].set()
 
-    # One VM at a time: under TCG each one keeps both cores busy.
     threads = [threading.Thread(target=work, args=(k,), name=k.name) for k in kernels]
     try:
         for t in threads:
             t.start()
-            while t.is_alive():
-                t.join(0.5)
+        for ev in done.values():
+            while not ev.wait(0.5):
+                pass
     except (KeyboardInterrupt, distros.Interrupted) as e:
-        say(f"interrupted ({str(e) or 'SIGINT'}): killing the VMs, undoing mounts")
-        stop_everything(threads)
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # let the cleanup finish
+        say(f"interrupted ({str(e) or 'SIGINT'}): killing the VMs and what else runs")
+        distros.STOPPING.set()  # no step starts from now on
+        deadline = time.monotonic() + 60
+        while not all(ev.is_set() for ev in done.values()) and time.monotonic() < deadline:
+            distros.end_all_steps()
+            for k in kernels:
+                distros.kill_processes_in(k.suite.root)
+            time.sleep(0.2)
+        left = end_leftovers()
+        say(f"stopped; processes left and killed: {left or 'none'}")
         return 130 if isinstance(e, KeyboardInterrupt) else 143
     flat = [results[k.name] for k in kernels if k.name in results]
     text, violations = report(flat, time.monotonic() - t0)
@@ -840,6 +931,9 @@ def main(argv: list[str]) -> int:
     left = distros.mounts_under(CACHE)
     if left:
         failures.append(f"mounts left behind: {left}")
+    vms = end_leftovers()
+    if vms:
+        failures.append(f"processes left running (killed now): {vms}")
     if args.json:
         Path(args.json).write_text(json.dumps([dataclasses.asdict(r) for r in flat], indent=1))
     for f in failures:

@@ -152,11 +152,22 @@ print(0)
 """
 
 
+# Companions tried with a flag: some need CLONE_PIDFD, no exit signal, or
+# another of the new flags.
+COMPANIONS = (
+    (CLONE_PIDFD, signal.SIGCHLD),
+    (CLONE_PIDFD, 0),
+    (0, signal.SIGCHLD),
+    (CLONE_PIDFD | CLONE_AUTOREAP, 0),
+    (CLONE_PIDFD | CLONE_NNP, signal.SIGCHLD),
+    (CLONE_PIDFD | CLONE_AUTOREAP | CLONE_NNP, 0),
+)
+
+
 def clone3_accepts(flags: int) -> tuple[bool, str]:
-    """Whether clone3 starts a child with these flags (tried with and without
-    CLONE_PIDFD and an exit signal: some flags need one or the other)."""
+    """Whether clone3 starts a child with these flags, with any of COMPANIONS."""
     tried = []
-    for extra, sig in ((CLONE_PIDFD, signal.SIGCHLD), (CLONE_PIDFD, 0), (0, signal.SIGCHLD)):
+    for extra, sig in COMPANIONS:
         out = subprocess.run(
             [sys.executable, "-c", _CLONE3_PROBE, str(flags | extra), str(int(sig))],
             capture_output=True,
