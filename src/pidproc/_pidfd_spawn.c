@@ -81,7 +81,11 @@ static void lookup(void)
     }
 }
 
-static int child_pid(int pidfd);
+static int child_pid(int pidfd, int *err);
+
+/* pidfd_getpid reads /proc/self/fdinfo, so it needs a free fd itself: out
+ * of them it fails for now, not because there is no /proc. */
+static int out_of_fds(int err) { return err == EMFILE || err == ENFILE; }
 
 /* 1: usable.  0: this glibc has no pidfd_spawn/pidfd_getpid (both 2.39).
  * -ENOENT: a child could not be named here (no /proc for pidfd_getpid and
@@ -100,9 +104,13 @@ int pidproc_pidfd_spawn_available(void)
             errno = saved;
             return 1;
         }
-        named = child_pid((int)fd) == getpid() ? 1 : -ENOENT;
+        int err;
+        int ok = child_pid((int)fd, &err) == getpid();
         close((int)fd);
         errno = saved;
+        if (!ok && out_of_fds(err))
+            return 1; /* says nothing: ask again next time */
+        named = ok ? 1 : -ENOENT;
     }
     return named;
 }
@@ -122,11 +130,12 @@ _Static_assert(sizeof(struct pidproc_pidfd_info) == 64, "PIDFD_INFO_SIZE_VER0");
 
 /* The child's pid.  pidfd_getpid reads /proc/self/fdinfo, which a chroot or
  * a sandbox may lack; the kernel answers the same question itself since
- * 6.13.  -1 when neither can. */
-static int child_pid(int pidfd)
+ * 6.13.  -1 when neither can; then *err is pidfd_getpid's errno. */
+static int child_pid(int pidfd, int *err)
 {
     int saved = errno;
     int pid = getpid_fn(pidfd);
+    *err = pid > 0 ? 0 : errno;
     if (pid <= 0) {
         struct pidproc_pidfd_info info;
         memset(&info, 0, sizeof info);
@@ -290,7 +299,8 @@ int pidproc_spawn_pidfd_spawn(struct pidproc_spawn *req)
              * closed its pidfd; it never hands the pidfd out on failure. */
             rc = replay(req, rc ? rc : EINVAL);
         } else {
-            int pid = child_pid(pidfd);
+            int err;
+            int pid = child_pid(pidfd, &err);
             if (pid > 0) {
                 req->pidfd = pidfd;
                 req->pid = pid;
@@ -309,7 +319,10 @@ int pidproc_spawn_pidfd_spawn(struct pidproc_spawn *req)
                 while (waitid((idtype_t)PIDPROC_P_PIDFD, (id_t)pidfd, &info, WEXITED) < 0
                        && errno == EINTR) {}
                 close(pidfd);
-                rc = -ENOENT;
+                /* Out of fds, the failure is transient (positive: the stdlib
+                 * then raises its own EMFILE, or manages); else the path is
+                 * unusable from now on. */
+                rc = out_of_fds(err) ? err : -ENOENT;
             }
         }
     }
