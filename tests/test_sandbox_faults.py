@@ -37,7 +37,7 @@ CLONE_PIDFD = 0x1000
 P_PIDFD = 3
 
 BATTERY = r"""
-import errno, json, os, signal, subprocess, sys
+import errno, json, os, select, signal, subprocess, sys
 import pidproc
 
 def open_fds():
@@ -103,6 +103,9 @@ def battery(M):
 
     def communicate_timeout():
         p = M.Popen(["sh", "-c", "echo part; exec sleep 10"], stdout=M.PIPE)
+        # Once "part" is in the pipe: the timeout must keep it, however
+        # slowly the shell starts (an emulated CPU takes longer than 0.1 s).
+        select.select([p.stdout], [], [], 30)
         try:
             p.communicate(timeout=0.1)
             return "no timeout"
