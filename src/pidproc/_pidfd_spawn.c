@@ -84,7 +84,8 @@ static void lookup(void)
 static int child_pid(int pidfd, int *err);
 
 /* pidfd_getpid reads /proc/self/fdinfo, so it needs a free fd itself: out
- * of them it fails for now, not because there is no /proc. */
+ * of them it fails for now, not because there is no /proc.  glibc answers
+ * EBADF for every failure, so child_pid asks the fd table itself. */
 static int out_of_fds(int err) { return err == EMFILE || err == ENFILE; }
 
 /* 1: usable.  0: this glibc has no pidfd_spawn/pidfd_getpid (both 2.39).
@@ -135,7 +136,14 @@ static int child_pid(int pidfd, int *err)
 {
     int saved = errno;
     int pid = getpid_fn(pidfd);
-    *err = pid > 0 ? 0 : errno;
+    *err = 0;
+    if (pid <= 0) {
+        int spare = fcntl(pidfd, F_DUPFD_CLOEXEC, 0);
+        if (spare >= 0)
+            close(spare);
+        else
+            *err = errno; /* EMFILE/ENFILE: no fd for fdinfo either */
+    }
     if (pid <= 0) {
         struct pidproc_pidfd_info info;
         memset(&info, 0, sizeof info);
