@@ -6,6 +6,7 @@
     nox -s bench        the benchmarks against the stdlib, with a report
     nox -s conformance  CPython's own test_subprocess with pidproc patched in
     nox -s distros      the suite inside Debian trixie/sid roots (glibc 2.41/2.43)
+    nox -s kernels      the suite under Debian's kernels 6.1, 6.12 and 7.2 in qemu VMs
     nox -s stress       the long reliability runs, with their table (~4 min, not in CI)
 
 Arguments after ``--`` reach pytest (or the tool) unchanged.
@@ -116,6 +117,27 @@ def distros(session: nox.Session) -> None:
         session.run("python3", "tools/distros.py", *session.posargs, external=True)
     finally:
         # The script mounts in a private namespace; none may show up here.
+        with open("/proc/mounts", encoding="utf-8") as f:
+            left = [ln.split()[1] for ln in f if ln.split()[1].startswith(roots)]
+        if left:
+            session.error(f"mounts left behind under {roots}: {left}")
+
+
+@nox.session(python=False)
+def kernels(session: nox.Session) -> None:
+    """The suite under real kernels 6.1, 6.12 and 7.2, each in a qemu VM (root only).
+
+    ``nox -s kernels -- --kernel 7.2 --run "CMD"`` runs CMD in one VM instead
+    (the tree at /src, pidproc installed); see tools/kernels.py."""
+    if os.geteuid() != 0:
+        session.error(
+            "kernels needs root (chroot and mount for the roots and images): run it as root,"
+            " as CI does. Nothing was tested: this is a failure, not a skip."
+        )
+    roots = os.environ.get("PIDPROC_ROOTS", "/var/cache/pidproc-roots")
+    try:
+        session.run("python3", "tools/kernels.py", *session.posargs, external=True)
+    finally:
         with open("/proc/mounts", encoding="utf-8") as f:
             left = [ln.split()[1] for ln in f if ln.split()[1].startswith(roots)]
         if left:

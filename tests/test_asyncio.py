@@ -674,7 +674,15 @@ def test_wait_pidfd_cancelled_and_shared(no_leaks: None) -> None:
             r1, r2 = await asyncio.wait_for(asyncio.gather(w1, w2), 10)
         return r1, r2, await asyncio.wait_for(p.wait(), 10)
 
-    assert run(main()) == (3, 3, 3)
+    got = run(main())
+    if _EXIT_INFO_KEPT:
+        assert got == (3, 3, 3)
+    else:
+        # Before 6.15 only the reaper learns the status: the Process's own
+        # transport (the two waits see the exit, not the status: None), or
+        # the waits (the Process then reads 0, as the stdlib does for a child
+        # reaped behind its back).
+        assert got in ((None, None, 3), (3, 3, 0))
 
 
 def test_wait_pidfd_rejects_other_things() -> None:

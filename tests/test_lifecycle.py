@@ -193,7 +193,14 @@ def test_dropped_running_child_is_reaped_later_and_its_pidfd_closed(backend: str
         del p
         gc.collect()
     assert any(q.pid == pid for q in subprocess._active)  # type: ignore[attr-defined]
-    time.sleep(0.5)
+    # Until it has exited (a zombie): a fixed sleep is too short where an
+    # interpreter takes long to start (an emulated CPU, a loaded machine).
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+        time.sleep(0.01)
     pidproc.Popen(["true"]).wait()  # the stdlib reaps its _active list on each new Popen
     gc.collect()
     assert not any(q.pid == pid for q in subprocess._active)  # type: ignore[attr-defined]

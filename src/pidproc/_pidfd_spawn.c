@@ -81,7 +81,12 @@ static void lookup(void)
     }
 }
 
-static int child_pid(int pidfd);
+static int child_pid(int pidfd, int *err);
+
+/* pidfd_getpid reads /proc/self/fdinfo, so it needs a free fd itself: out
+ * of them it fails for now, not because there is no /proc.  glibc answers
+ * EBADF for every failure, so child_pid asks the fd table itself. */
+static int out_of_fds(int err) { return err == EMFILE || err == ENFILE; }
 
 /* 1: usable.  0: this glibc has no pidfd_spawn/pidfd_getpid (both 2.39).
  * -ENOENT: a child could not be named here (no /proc for pidfd_getpid and
@@ -100,9 +105,13 @@ int pidproc_pidfd_spawn_available(void)
             errno = saved;
             return 1;
         }
-        named = child_pid((int)fd) == getpid() ? 1 : -ENOENT;
+        int err;
+        int ok = child_pid((int)fd, &err) == getpid();
         close((int)fd);
         errno = saved;
+        if (!ok && out_of_fds(err))
+            return 1; /* says nothing: ask again next time */
+        named = ok ? 1 : -ENOENT;
     }
     return named;
 }
@@ -127,11 +136,12 @@ static int get_info_missing;
 /* The child's pid.  The kernel answers itself since 6.13, in one syscall and
  * without an fd; before, pidfd_getpid reads /proc/self/fdinfo, which needs a
  * free fd and a /proc (a chroot or a sandbox may lack it).  -1 when neither
- * can. */
-static int child_pid(int pidfd)
+ * can; then *err is EMFILE/ENFILE if the fd table had no room, else 0. */
+static int child_pid(int pidfd, int *err)
 {
     int saved = errno;
     int pid = -1;
+    *err = 0;
     if (!get_info_missing) {
         struct pidproc_pidfd_info info;
         memset(&info, 0, sizeof info);
@@ -145,8 +155,14 @@ static int child_pid(int pidfd)
     }
     if (pid <= 0) {
         pid = getpid_fn(pidfd);
-        if (pid <= 0)
+        if (pid <= 0) {
             pid = -1;
+            int spare = fcntl(pidfd, F_DUPFD_CLOEXEC, 0);
+            if (spare >= 0)
+                close(spare);
+            else
+                *err = errno;
+        }
     }
     errno = saved;
     return pid;
@@ -324,7 +340,8 @@ int pidproc_spawn_pidfd_spawn(struct pidproc_spawn *req)
              * closed its pidfd; it never hands the pidfd out on failure. */
             rc = replay(req, rc ? rc : EINVAL);
         } else {
-            int pid = child_pid(pidfd);
+            int err;
+            int pid = child_pid(pidfd, &err);
             if (pid > 0) {
                 req->pidfd = pidfd;
                 req->pid = pid;
@@ -343,7 +360,10 @@ int pidproc_spawn_pidfd_spawn(struct pidproc_spawn *req)
                 while (waitid((idtype_t)PIDPROC_P_PIDFD, (id_t)pidfd, &info, WEXITED) < 0
                        && errno == EINTR) {}
                 close(pidfd);
-                rc = -ENOENT;
+                /* Out of fds (another thread took the one held for naming):
+                 * transient, the stdlib then says what it says; else the
+                 * path is unusable from now on. */
+                rc = out_of_fds(err) ? err : -ENOENT;
             }
         }
     }
