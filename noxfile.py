@@ -104,23 +104,28 @@ def conformance(session: nox.Session) -> None:
     session.run("python", "conformance/run.py", *rest)
 
 
-@nox.session(python=False)
-def distros(session: nox.Session) -> None:
-    """The suite, the paths and conformance inside Debian trixie/sid roots (root only)."""
+def _run_as_root(session: nox.Session, name: str, needs: str) -> None:
+    """tools/<name>.py, which mounts in a private namespace: it fails (never
+    skips) without root, and no mount of it may show up here afterwards."""
     if os.geteuid() != 0:
         session.error(
-            "distros needs root (debootstrap, chroot, mount): run it as root, as CI does."
+            f"{name} needs root ({needs}): run it as root, as CI does."
             " Nothing was tested: this is a failure, not a skip."
         )
     roots = os.environ.get("PIDPROC_ROOTS", "/var/cache/pidproc-roots")
     try:
-        session.run("python3", "tools/distros.py", *session.posargs, external=True)
+        session.run("python3", f"tools/{name}.py", *session.posargs, external=True)
     finally:
-        # The script mounts in a private namespace; none may show up here.
         with open("/proc/mounts", encoding="utf-8") as f:
             left = [ln.split()[1] for ln in f if ln.split()[1].startswith(roots)]
         if left:
             session.error(f"mounts left behind under {roots}: {left}")
+
+
+@nox.session(python=False)
+def distros(session: nox.Session) -> None:
+    """The suite, the paths and conformance inside Debian trixie/sid roots (root only)."""
+    _run_as_root(session, "distros", "debootstrap, chroot, mount")
 
 
 @nox.session(python=False)
@@ -129,19 +134,7 @@ def kernels(session: nox.Session) -> None:
 
     ``nox -s kernels -- --kernel 7.2 --run "CMD"`` runs CMD in one VM instead
     (the tree at /src, pidproc installed); see tools/kernels.py."""
-    if os.geteuid() != 0:
-        session.error(
-            "kernels needs root (chroot and mount for the roots and images): run it as root,"
-            " as CI does. Nothing was tested: this is a failure, not a skip."
-        )
-    roots = os.environ.get("PIDPROC_ROOTS", "/var/cache/pidproc-roots")
-    try:
-        session.run("python3", "tools/kernels.py", *session.posargs, external=True)
-    finally:
-        with open("/proc/mounts", encoding="utf-8") as f:
-            left = [ln.split()[1] for ln in f if ln.split()[1].startswith(roots)]
-        if left:
-            session.error(f"mounts left behind under {roots}: {left}")
+    _run_as_root(session, "kernels", "chroot and mount for the roots and images")
 
 
 @nox.session
