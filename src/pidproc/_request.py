@@ -12,7 +12,6 @@ vector instead of one per string.
 from __future__ import annotations
 
 import ast
-import functools
 import inspect
 import operator
 import os
@@ -149,7 +148,6 @@ def normalize_args(args: Any, executable: Any, shell: bool) -> tuple[list[Any], 
 # those with its own paths, after the same checks.
 
 
-@functools.cache
 def _posix_spawn_test() -> CodeType | None:
     """The running stdlib's own condition (it differs per version), compiled
     from its source; None where the source is not there to read."""
@@ -169,10 +167,16 @@ def _posix_spawn_test() -> CodeType | None:
     return None
 
 
+# Read at import, not at the first spawn that needs it: parsing the source
+# recurses deeply, and a spawn may come from a thread with the smallest
+# stack, where 3.14+ raises RecursionError (and can crash) far sooner.
+_POSIX_SPAWN_TEST = _posix_spawn_test()
+
+
 def stdlib_posix_spawns(names: dict[str, Any]) -> bool:
     """Would the stdlib take os.posix_spawn here?  Evaluated as there, so
     that it raises what it raises there (``umask < 0`` with a str umask)."""
-    test = _posix_spawn_test()
+    test = _POSIX_SPAWN_TEST
     if test is None:
         return False
     try:
