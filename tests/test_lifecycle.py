@@ -242,7 +242,7 @@ b.kill(); b.wait()
 @pytest.mark.skipif(not _unshare_works(), reason="needs root and unshare --pid (a private PID ns)")
 @pytest.mark.parametrize("backend_name", [b for b in pidproc.backends() if b != "pid"])
 def test_recycled_pid_is_never_signalled_nor_reaped(backend_name: str) -> None:
-    """NOTES.md section 6: with the stdlib, B dies; with pidproc, B survives
+    """The PID-reuse race: with the stdlib, B dies; with pidproc, B survives
     A's kill(), poll() and wait()."""
 
     def run(mod: str) -> str:

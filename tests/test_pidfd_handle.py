@@ -790,7 +790,7 @@ REUSE_SCRIPT = textwrap.dedent(
     reason="unshare --pid --mount-proc does not work here (needs root, util-linux, a real /)",
 )
 def test_identity_survives_pid_reuse() -> None:
-    # NOTES.md §6, in a private PID namespace: B gets A's PID.
+    # The PID-reuse race, in a private PID namespace: B gets A's PID.
     out = subprocess.run(
         ["unshare", "--pid", "--fork", "--mount-proc", PY, "-c", REUSE_SCRIPT],
         capture_output=True,

@@ -346,7 +346,7 @@ def _unshare_works() -> bool:
     return r.returncode == 0
 
 
-# NOTES.md section 6, with pidfd_send_signal denied.  The worst moment: A is
+# The PID-reuse race, with pidfd_send_signal denied.  The worst moment: A is
 # alive when kill() polls it, then dies, is reaped behind Popen's back and
 # B takes its PID, all before kill() falls back to kill(pid).  The hook on
 # poll() puts all of that exactly there.

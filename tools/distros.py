@@ -8,7 +8,7 @@
     python3 tools/distros.py -- -k wait       extra arguments reach pytest
 
 This machine's glibc (2.36) has no pidfd_spawn, so pidproc's first choice
-never runs here.  Two Debian roots do (NOTES.md section 1):
+never runs here.  Two Debian roots do:
 
     trixie  glibc 2.41  CPython 3.13
     sid     glibc 2.43  CPython 3.14 (its python3) and 3.15

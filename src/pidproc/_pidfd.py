@@ -11,7 +11,7 @@ goes through the cffi core (``_toolkit.c``).  Where the kernel or the
 privileges lack something, the OSError carries the kernel's errno and a
 message naming what is missing.
 
-Kernel features, by call (NOTES.md §2): pidfd_open 5.3 (PIDFD_NONBLOCK 5.10),
+Kernel features, by call: pidfd_open 5.3 (PIDFD_NONBLOCK 5.10),
 pidfd_send_signal 5.1, waitid(P_PIDFD) 5.4, pidfd_getfd 5.6, setns 5.8,
 process_madvise 5.10, pidfs identity 6.9, PIDFD_GET_INFO 6.13,
 PIDFD_INFO_EXIT 6.15.
