@@ -56,7 +56,7 @@ from . import _fdbudget
 from ._pidfd_info import exit_status_after_reap
 from ._popen import Popen, _returncode, pin_pidfd, unpin_pidfd
 
-# STYLE §1: False makes the transport wait in a thread (the fallback taken
+# A knob, as CPython's _USE_VFORK: False makes the transport wait in a thread (the fallback taken
 # where pidfds are unavailable), so that path can be tested here.
 _USE_PIDFD = True
 # A pidfd readable but the child not reapable yet (another thread is inside

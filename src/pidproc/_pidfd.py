@@ -45,7 +45,7 @@ from ._pidfd_info import (
 )
 from ._popen import _returncode, pin_pidfd, unpin_pidfd
 
-# Strategies for PidFd.pid, in order (STYLE §1: one knob each, so a test can
+# Strategies for PidFd.pid, in order (one knob each, as CPython's _USE_VFORK, so a test can
 # force every fallback).  The last one, /proc/self/fdinfo, always runs.
 # PIDFD_GET_INFO comes first, glibc's pidfd_getpid second: that one only
 # parses fdinfo, whose PIDs are those of the PID namespace /proc was mounted
