@@ -852,19 +852,33 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str]) -> int:
-    if os.geteuid() != 0:
-        print(
-            "tools/distros.py needs root: debootstrap, chroot and mount do. Run it as root "
-            "(CI does). Nothing was tested: this is a failure, not a skip.",
-            file=sys.stderr,
-        )
-        return 2
-    args = parse(argv)
-    enter_private_namespace(argv)
+def lacks_root(tool: str, needs: str) -> bool:
+    """True, having said why, when this is not root: a tool that tests
+    nothing without it fails (exit 2), it never skips."""
+    if os.geteuid() == 0:
+        return False
+    print(
+        f"{tool} needs root: {needs}. Run it as root (CI does). "
+        "Nothing was tested: this is a failure, not a skip.",
+        file=sys.stderr,
+    )
+    return True
+
+
+def stop_cleanly_on_signals() -> None:
+    """Default dispositions for the steps, and SIGTERM/SIGHUP turned into
+    exceptions, so that every finally block (mounts, VMs) runs."""
     default_dispositions()
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
+
+
+def main(argv: list[str]) -> int:
+    if lacks_root("tools/distros.py", "debootstrap, chroot and mount do"):
+        return 2
+    args = parse(argv)
+    enter_private_namespace(argv)
+    stop_cleanly_on_signals()
     logs = CACHE / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     suites = [SUITES[n] for n in (args.suite or list(SUITES))]

@@ -856,18 +856,11 @@ def end_leftovers() -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    if os.geteuid() != 0:
-        print(
-            "tools/kernels.py needs root: chroot, mount and the roots' builds do. Run it as "
-            "root (CI does). Nothing was tested: this is a failure, not a skip.",
-            file=sys.stderr,
-        )
+    if distros.lacks_root("tools/kernels.py", "chroot, mount and the roots' builds do"):
         return 2
     args = parse(argv)
     enter_private_namespace(argv)
-    distros.default_dispositions()
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, distros._on_signal)
+    distros.stop_cleanly_on_signals()
     logs = CACHE / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     distros.ensure_debootstrap(logs / "host.log")
