@@ -13,6 +13,7 @@ from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
 PKG = HERE / "src" / "pidproc"
+CSRC = PKG / "_c"  # the C core: sources and headers
 SOURCES = ["_child.c", "_clone.c", "_pidfd_spawn.c", "_stack.c", "_toolkit.c"]
 
 
@@ -25,12 +26,12 @@ def _libraries() -> list[str]:
 
 
 ffibuilder = FFI()
-ffibuilder.cdef((PKG / "_core.h").read_text())
+ffibuilder.cdef((CSRC / "_core.h").read_text())
 ffibuilder.set_source(
     "pidproc._core",
     '#include "_internal.h"\n',
-    sources=[str((PKG / name).relative_to(HERE)) for name in SOURCES],
-    include_dirs=[str(PKG)],
+    sources=[str((CSRC / name).relative_to(HERE)) for name in SOURCES],
+    include_dirs=[str(CSRC)],
     libraries=_libraries(),
     extra_compile_args=["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )
