@@ -93,7 +93,7 @@ SCENARIOS: dict[str, tuple[str, str, bool]] = {
 _TEMPLATE = """\
 import errno, os, signal, subprocess, sys
 sys.path.insert(0, {root!r})
-from tests import seccomp
+from tests._support import seccomp
 del sys.path[0]
 {setup}
 import pidproc

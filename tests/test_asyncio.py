@@ -22,7 +22,8 @@ import pidproc.asyncio as pa
 from pidproc import _aio_transport
 from pidproc._pidfd import _EXIT_INFO_KEPT
 
-from .conftest import PY, USABLE, children
+from ._support.leaks import children
+from .conftest import PY, USABLE
 
 T = TypeVar("T")
 

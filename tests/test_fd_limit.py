@@ -28,7 +28,8 @@ import pytest
 
 import pidproc
 
-from .conftest import PY, USABLE, children, open_fds
+from ._support.leaks import children, open_fds
+from .conftest import PY, USABLE
 from .stress import STRESS, record, scale
 
 NO_PIDFD = "-no-pidfd"

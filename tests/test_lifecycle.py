@@ -16,7 +16,8 @@ import pytest
 import pidproc
 from pidproc._pidfd_info import PIDFD_INFO_EXIT, pidfd_info
 
-from .conftest import PY, open_fds
+from ._support.leaks import open_fds
+from .conftest import PY
 
 SLEEP = [PY, "-c", "import time; time.sleep(30)"]
 

@@ -17,8 +17,9 @@ import pidproc
 from pidproc import _peer as pidproc_peer
 from pidproc import _pidfd
 
-from . import seccomp
-from .conftest import PY, open_fds
+from ._support import seccomp
+from ._support.leaks import open_fds
+from .conftest import PY
 
 
 def _kernel_has_peer_pidfd() -> bool:

@@ -23,7 +23,7 @@ from pidproc import _pidfd
 from pidproc._core import lib
 from pidproc._pidfd_info import PIDFD_GET_INFO, PIDFD_INFO_EXIT
 
-from . import seccomp
+from ._support import seccomp
 from .conftest import PY
 
 SLEEP = [PY, "-c", "import time; time.sleep(30)"]
@@ -823,7 +823,7 @@ def test_repr() -> None:
 # ---- a kernel without the feature: real seccomp filters ----------------------
 #
 # A filter answers the syscall with the errno an older kernel gives, in a
-# throw-away interpreter (tests/seccomp.py).
+# throw-away interpreter (tests/_support/seccomp.py).
 
 FEATURE_PROBE = textwrap.dedent(
     """

@@ -34,7 +34,8 @@ from pidproc import _backends, _pidfd_info
 from pidproc._core import lib
 from pidproc._request import SpawnRequest, build_spec
 
-from .conftest import PY, USABLE, children, open_fds
+from ._support.leaks import children, open_fds
+from .conftest import PY, USABLE
 
 HAVE = "pidfd_spawn" in USABLE
 REQUIRED = os.environ.get("PIDPROC_REQUIRE_PIDFD_SPAWN") == "1"
@@ -252,7 +253,7 @@ def test_a_reaper_thread_never_makes_a_program_run_twice(
 def test_clone3_denied_by_a_filter_retires_pidfd_spawn() -> None:
     """glibc's pidfd_spawn clones with clone3 and passes EPERM (a seccomp
     filter) through: after the first such spawn it is no longer tried."""
-    from . import seccomp
+    from ._support import seccomp
 
     if not seccomp.available():
         pytest.skip("libseccomp.so.2 not installed")

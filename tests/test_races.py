@@ -27,7 +27,8 @@ import pytest
 import pidproc
 from pidproc._pidfd_info import PIDFD_INFO_EXIT, pidfd_info
 
-from .conftest import PY, USABLE, children, open_fds
+from ._support.leaks import children, open_fds
+from .conftest import PY, USABLE
 from .stress import record, scale
 
 BOUND = 20.0  # seconds any single wait may take before it counts as a hang

@@ -1,6 +1,6 @@
 """Faults from real sandboxes: seccomp filters as container runtimes install.
 
-Each scenario runs a fresh interpreter behind a real filter (``tests/seccomp``)
+Each scenario runs a fresh interpreter behind a real filter (``tests/_support/seccomp.py``)
 that runs one battery of Popen uses (spawn, wait with and without timeout,
 poll, signals, communicate, run, the usual errors, close_fds and pass_fds,
 user=) through the stdlib and through pidproc on every path usable there.
@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from . import seccomp
+from ._support import seccomp
 from .conftest import PY
 from .stress import NOT_OURS, record
 
@@ -421,7 +421,7 @@ CLEAR_SIGHAND = 0x100000000
 SIGHAND = r"""
 import errno, signal, subprocess, sys
 sys.path.insert(0, {root!r})
-from tests import seccomp
+from tests._support import seccomp
 import pidproc
 signal.signal(signal.SIGUSR1, lambda *a: None)
 signal.signal(signal.SIGUSR2, signal.SIG_IGN)

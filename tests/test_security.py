@@ -30,7 +30,7 @@ import pytest
 
 import pidproc
 
-from . import seccomp
+from ._support import seccomp
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="changing uid/gid/groups needs root (CAP_SETUID, CAP_SETGID)"

@@ -29,7 +29,7 @@ import pytest
 import pidproc
 from pidproc import _backends
 
-from . import seccomp
+from ._support import seccomp
 
 LS = shutil.which("ls", path="/usr/bin:/bin") or "/bin/ls"
 SLEEP = shutil.which("sleep", path="/usr/bin:/bin") or "/bin/sleep"

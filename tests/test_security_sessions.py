@@ -119,7 +119,7 @@ def test_groups_sessions_terminal_match_stdlib() -> None:
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="process_group= is new in 3.11")
 def test_process_group_error_leaves_nothing(backend: str) -> None:
     """A refused setpgid: the stdlib's exception, no child left behind."""
-    from .conftest import children
+    from ._support.leaks import children
 
     before = children()
 

@@ -27,7 +27,8 @@ import pytest
 from pidproc import _backends
 from pidproc._core import lib
 
-from . import child_stack, seccomp
+from . import child_stack
+from ._support import seccomp
 from .conftest import PY, USABLE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -83,7 +84,7 @@ def run_script(code: str, path: str | None, *, preexec: Callable[[], None] | Non
     prelude = textwrap.dedent(f"""\
         import errno, os, signal, subprocess, sys, threading
         sys.path.insert(0, {ROOT!r})
-        from tests import seccomp
+        from tests._support import seccomp
         del sys.path[0]
         import pidproc
         mod = subprocess if {path is None!r} else pidproc

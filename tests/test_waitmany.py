@@ -16,7 +16,8 @@ import pytest
 import pidproc
 from pidproc import _pidfd
 
-from .conftest import PY, children, open_fds
+from ._support.leaks import children, open_fds
+from .conftest import PY
 
 # Blocks until its stdin is closed, then exits with the code it was given.
 HOLD = ["sh", "-c", 'read x; exit "$0"']

@@ -4,6 +4,7 @@ A filter is irreversible and inherited by children, so it is only ever
 installed in a throw-away child interpreter::
 
     r = run_filtered({"clone3": errno.ENOSYS}, "import pidproc; ...")
+    r = run_filtered({"clone3": errno.ENOSYS}, program=program("x"), args=["a"])
 
 Rules are ``{syscall: errno}`` (deny every call), ``{syscall: (errno,
 arg_index, mask)}`` (deny only calls whose argument ``arg_index`` has any bit
@@ -26,6 +27,8 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 Rule = int | tuple[int, int, int] | tuple[int, int, str, int]
@@ -257,24 +260,37 @@ def hold_execve(n: int) -> tuple[threading.Semaphore, threading.Event]:
 
 PRELUDE = (
     "import sys; sys.path.insert(0, {root!r})\n"
-    "from tests import seccomp\n"
+    "from tests._support import seccomp\n"
     "seccomp.install({rules!r})\n"
     "del sys.path[0]\n"
+)
+# A program file runs as ``python FILE ARGS`` would run it, behind the filter:
+# its own folder in place of the current directory that -c puts first.
+RUN_FILE = (
+    "import os, runpy\n"
+    "sys.argv = [{path!r}, *{args!r}]\n"
+    "sys.path[0] = os.path.dirname({path!r})\n"
+    "runpy.run_path({path!r}, run_name='__main__')\n"
 )
 
 
 def run_filtered(
     rules: dict[str, Rule],
-    code: str,
+    code: str = "",
     *,
+    program: str | None = None,
+    args: Sequence[str] = (),
     timeout: float = 60,
     env: dict[str, str] | None = None,
     prefix: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` in a fresh interpreter behind the filter (``prefix``, e.g.
-    an ``unshare`` command line, goes in front of the interpreter)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    """Run ``code``, or the file ``program`` with ``args``, in a fresh
+    interpreter behind the filter (``prefix``, e.g. an ``unshare`` command
+    line, goes in front of the interpreter)."""
+    root = str(Path(__file__).resolve().parents[2])
     prelude = PRELUDE.format(root=root, rules=rules)
+    if program is not None:
+        code = RUN_FILE.format(path=program, args=list(args))
     full_env = {k: v for k, v in os.environ.items() if k != "PIDPROC_BACKEND"}
     full_env.update(env or {})
     return subprocess.run(
