@@ -1,0 +1,43 @@
+"""The PID-reuse race with pidfd_send_signal denied (run behind a seccomp
+filter, in a PID namespace of its own): A is alive when kill() polls it,
+then dies, is reaped behind Popen's back and B takes its PID, all before
+kill() falls back to kill(pid).  Prints whether B survived A's kill() and
+terminate().  Run by tests/test_sandbox_faults.py."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+import pidproc
+
+a = pidproc.Popen(["sleep", "30"])
+b = None
+real_poll = a.poll
+
+
+def poll_then_recycle() -> int | None:
+    global b
+    rc = real_poll()
+    if b is None:
+        os.kill(a.pid, signal.SIGKILL)
+        os.waitpid(a.pid, 0)
+        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+            f.write(str(a.pid - 1))
+        b = subprocess.Popen(["sleep", "30"])
+        assert b.pid == a.pid, (a.pid, b.pid)
+    return rc
+
+
+a.poll = poll_then_recycle  # type: ignore[method-assign]
+a.kill()
+a.terminate()
+assert b is not None
+try:
+    b.wait(timeout=0.3)  # a signal takes a moment to land
+    print("killed")
+except subprocess.TimeoutExpired:
+    print("survived")
+b.kill()
+b.wait()
