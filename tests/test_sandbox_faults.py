@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from ._support import seccomp
-from ._support.features import PRIVATE_PID_NS, private_pid_ns
+from ._support.features import IN_PRIVATE_PID_NS, PRIVATE_PID_NS, private_pid_ns
 from ._support.programs import program
 from .conftest import PY
 from .stress import NOT_OURS, record
@@ -193,7 +193,7 @@ def test_denied_pidfd_send_signal_never_kills_a_recycled_pid(backend_name: str) 
         {"pidfd_send_signal": errno.ENOSYS},
         program=program("sandbox_reuse_denied"),
         env={"PIDPROC_BACKEND": backend_name},
-        prefix=("unshare", "--pid", "--fork", "--mount-proc"),
+        prefix=IN_PRIVATE_PID_NS,
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "survived"

@@ -15,7 +15,11 @@ import time
 
 from pidproc._pidfd_info import PIDFD_INFO_EXIT, pidfd_info
 
-# The skip reason of the tests that recycle a PID inside their own namespace.
+# A command line's prefix: what follows runs in a PID namespace of its own,
+# with its own /proc, where writing ns_last_pid hands a chosen PID to the
+# next child.
+IN_PRIVATE_PID_NS = ("unshare", "--pid", "--fork", "--mount-proc")
+# The skip reason of the tests that need one.
 PRIVATE_PID_NS = "needs root and unshare --pid (a private PID ns)"
 
 
@@ -29,9 +33,8 @@ def unshare_works(*flags: str, then: tuple[str, ...] = ("true",)) -> bool:
 
 
 def private_pid_ns() -> bool:
-    """A PID namespace of its own with its own /proc, where writing
-    ns_last_pid hands a chosen PID to the next child."""
-    return unshare_works("--pid", "--fork", "--mount-proc")
+    """Whether commands can run behind IN_PRIVATE_PID_NS here."""
+    return unshare_works(*IN_PRIVATE_PID_NS[1:])
 
 
 @functools.cache

@@ -9,8 +9,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
+from pathlib import Path
 
 import pidproc
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests._support.pids import recycle  # noqa: E402
 
 a = pidproc.Popen(["sleep", "30"])
 b = None
@@ -23,10 +28,7 @@ def poll_then_recycle() -> int | None:
     if b is None:
         os.kill(a.pid, signal.SIGKILL)
         os.waitpid(a.pid, 0)
-        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
-            f.write(str(a.pid - 1))
-        b = subprocess.Popen(["sleep", "30"])
-        assert b.pid == a.pid, (a.pid, b.pid)
+        b = recycle(a.pid)
     return rc
 
 
