@@ -1,10 +1,16 @@
-"""What a process holds: its fds and its children, read from /proc.
+"""What a process holds: its fds and its children, read from /proc; and
+the fds a child finds open.
 
 Only the stdlib: the programs in ``tests/programs/`` use it too."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+from typing import Any
+
+LS = shutil.which("ls", path="/usr/bin:/bin") or "/bin/ls"
 
 
 def open_fds() -> set[int]:
@@ -34,3 +40,21 @@ def children() -> list[tuple[int, str]]:
                 continue
             out.append((pid, state))
     return out
+
+
+def child_fds(module: Any, **kwargs: Any) -> dict[int, str]:
+    """{fd: readlink target} as a child spawned through ``module``
+    (subprocess or pidproc) with ``kwargs`` sees them itself."""
+    with module.Popen([LS, "-l", "/proc/self/fd/"], stdout=subprocess.PIPE, **kwargs) as p:
+        out = p.communicate()[0].decode()
+    assert p.returncode == 0
+    fds = {}
+    for line in out.splitlines():
+        if " -> " not in line:
+            continue
+        left, target = line.split(" -> ", 1)
+        fd = int(left.split()[-1])
+        if target == f"/proc/{p.pid}/fd":
+            continue  # ls's own directory handle
+        fds[fd] = "<stdout pipe>" if fd == 1 else target
+    return fds
