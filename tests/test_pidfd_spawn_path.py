@@ -35,6 +35,7 @@ from pidproc._core import lib
 from pidproc._request import SpawnRequest, build_spec
 
 from ._support.leaks import children, open_fds
+from ._support.programs import program
 from .conftest import PY, USABLE
 
 HAVE = "pidfd_spawn" in USABLE
@@ -44,6 +45,8 @@ needs_pidfd_spawn = pytest.mark.skipif(
     not HAVE and not REQUIRED, reason=f"no pidfd_spawn path here: {WHY}"
 )
 OTHERS = [b for b in pidproc.BACKENDS if b != "pidfd_spawn"]
+# A spawn in a fresh interpreter that prints the path it took.
+PRINT_PATH = "import pidproc\nwith pidproc.Popen(['true']) as p: pass\nprint(p.backend)"
 
 
 @pytest.fixture
@@ -152,8 +155,7 @@ def test_every_other_path_can_still_be_forced(name: str, monkeypatch: pytest.Mon
     assert (p.backend, p.returncode) == (name, 3)
 
     env = dict(os.environ, PIDPROC_BACKEND=name)
-    code = "import pidproc\nwith pidproc.Popen(['true']) as p: pass\nprint(p.backend)"
-    r = subprocess.run([PY, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    r = subprocess.run([PY, "-c", PRINT_PATH], env=env, capture_output=True, text=True, timeout=60)
     assert r.stdout.strip() == name, r.stderr
 
 
@@ -164,10 +166,9 @@ STRACE = shutil.which("strace")
 @pytest.mark.skipif(STRACE is None, reason="strace is not installed")
 def test_pidfd_spawn_is_one_clone3_that_returns_the_pidfd(tmp_path: Path) -> None:
     out = tmp_path / "trace"
-    code = "import pidproc\nwith pidproc.Popen(['true']) as p: pass\nprint(p.backend)"
     env = {k: v for k, v in os.environ.items() if k != "PIDPROC_BACKEND"}
     cmd = [str(STRACE), "-f", "-qq", "-e", "trace=clone,clone3,fork,vfork,pidfd_open", "-o",
-           str(out), PY, "-c", code]  # fmt: skip
+           str(out), PY, "-c", PRINT_PATH]  # fmt: skip
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
     if r.returncode != 0 and "ptrace" in r.stderr:
         pytest.skip(f"ptrace is not permitted here: {r.stderr[:200]}")
@@ -257,15 +258,8 @@ def test_clone3_denied_by_a_filter_retires_pidfd_spawn() -> None:
 
     if not seccomp.available():
         pytest.skip("libseccomp.so.2 not installed")
-    code = (
-        "import pidproc\n"
-        "from pidproc import _backends\n"
-        "print(pidproc.backends()[0])\n"
-        "with pidproc.Popen(['sh', '-c', 'exit 5']) as p: pass\n"
-        "print(p.backend, p.returncode)\n"
-        "print(pidproc.backends()[0], _backends.reason('pidfd_spawn'))\n"
-    )
-    r = seccomp.run_filtered({"clone3": errno.EPERM}, code)
+    denied = program("pidfd_spawn_path_clone3_denied")
+    r = seccomp.run_filtered({"clone3": errno.EPERM}, program=denied)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [
         "pidfd_spawn",
