@@ -20,6 +20,7 @@ import pytest
 
 import pidproc
 
+from ._support.features import runnable_by_anyone
 from ._support.programs import program, source
 from .conftest import PY
 
@@ -27,18 +28,11 @@ from .conftest import PY
 SIGNALS = ["grep", "-E", "^Sig(Blk|Ign|Cgt)", "/proc/self/status"]
 
 
-def _world_executable(path: str) -> bool:
-    """Can an unprivileged user (the uid we drop to) run this interpreter?"""
-    parts = os.path.realpath(path).split("/")
-    dirs = ["/".join(parts[:i]) or "/" for i in range(1, len(parts))]
-    return all(os.stat(d).st_mode & 0o001 for d in dirs) and bool(os.stat(path).st_mode & 0o001)
-
-
 # The reporter must also run after a drop to nobody: /root/.pyenv is 0700
 # (and the tree may be out of its reach: it runs from its text, with -c).
 REPORT = source("child_state_report")
 REPORTER = next(
-    (p for p in (PY, "/usr/bin/python3") if os.path.exists(p) and _world_executable(p)), None
+    (p for p in (PY, "/usr/bin/python3") if os.path.exists(p) and runnable_by_anyone(p)), None
 )
 
 

@@ -31,6 +31,7 @@ import pytest
 import pidproc
 
 from ._support import seccomp
+from ._support.features import runnable_by_anyone
 from ._support.programs import program, source
 
 pytestmark = pytest.mark.skipif(
@@ -147,20 +148,13 @@ def test_all_ones_id_changes_nothing_as_in_stdlib(backend: str, kwargs: dict[str
     assert ours["Uid"] == [str(os.getuid())] * 4 and ours["Gid"] == [str(os.getgid())] * 4
 
 
-def _world_executable(path: str) -> bool:
-    real = os.path.realpath(path)
-    parts = real.split("/")
-    dirs = ["/".join(parts[:i]) or "/" for i in range(1, len(parts))]
-    return all(os.stat(d).st_mode & 0o001 for d in [*dirs, real])
-
-
 # Run by nobody, who may not read the tree: from its text.
 REGAIN = source("security_regain_root")
 
 
 def test_dropped_program_cannot_regain_root(backend: str) -> None:
     python = next((p for p in ("/usr/bin/python3",) if os.path.exists(p)), None)
-    if python is None or not _world_executable(python):
+    if python is None or not runnable_by_anyone(python):
         pytest.skip("no Python interpreter here that an unprivileged user may run")
     kwargs: dict[str, Any] = {"user": 65534, "group": 65534, "extra_groups": [100]}
     ours = pidproc.check_output([python, "-c", REGAIN], text=True, cwd="/", **kwargs)

@@ -37,6 +37,15 @@ def private_pid_ns() -> bool:
     return unshare_works(*IN_PRIVATE_PID_NS[1:])
 
 
+def runnable_by_anyone(path: str) -> bool:
+    """Whether an unprivileged user (a uid a test drops to) may run the
+    program at ``path``: it and every directory above it are executable
+    by others (/root/.pyenv, say, is 0700)."""
+    parts = os.path.realpath(path).split("/")
+    dirs = ["/".join(parts[:i]) or "/" for i in range(1, len(parts))]
+    return all(os.stat(d).st_mode & 0o001 for d in [*dirs, path])
+
+
 @functools.cache
 def has_pidfd_get_info() -> bool:
     """The PIDFD_GET_INFO ioctl (Linux 6.13)."""
