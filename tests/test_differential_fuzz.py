@@ -350,24 +350,23 @@ if HAS_PGID:
     }  # fmt: skip
 
 
-@pytest.mark.parametrize("case", sorted(FOUND))
-def test_found_by_hypothesis(case: str, scratch: dict[str, Any]) -> None:
+def check_one(call: dict[str, Any], scratch: dict[str, Any], label: str) -> None:
+    """check() for one call, recorded for the stress table under ``label``."""
     counts = {"cases": 0, "divergences": 0, "leaked": 0}
     try:
-        check(FOUND[case](), scratch, counts)
+        check(call, scratch, counts)
     finally:
-        record("cases hypothesis found (each failed before its fix)",
-               counts["cases"] * len(USABLE), counts["divergences"], counts["leaked"])  # fmt: skip
+        record(label, counts["cases"] * len(USABLE), counts["divergences"], counts["leaked"])
+
+
+@pytest.mark.parametrize("case", sorted(FOUND))
+def test_found_by_hypothesis(case: str, scratch: dict[str, Any]) -> None:
+    check_one(FOUND[case](), scratch, "cases hypothesis found (each failed before its fix)")
 
 
 @pytest.mark.parametrize("klass", sorted(CLASSES))
 def test_each_input_class(klass: str, scratch: dict[str, Any]) -> None:
-    counts = {"cases": 0, "divergences": 0, "leaked": 0}
-    try:
-        check(CLASSES[klass](), scratch, counts)
-    finally:
-        record(f"input class: {klass}", counts["cases"] * len(USABLE), counts["divergences"],
-               counts["leaked"])  # fmt: skip
+    check_one(CLASSES[klass](), scratch, f"input class: {klass}")
 
 
 def test_generator_reaches_the_invalid_classes() -> None:

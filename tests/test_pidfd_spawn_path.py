@@ -35,6 +35,7 @@ from pidproc._core import lib
 from pidproc._request import SpawnRequest, build_spec
 
 from ._support.leaks import children, open_fds
+from ._support.pids import foreign_reaper
 from ._support.programs import program
 from .conftest import PY, USABLE
 
@@ -222,17 +223,8 @@ def test_a_reaper_thread_never_makes_a_program_run_twice(
     import threading
 
     stop = threading.Event()
-
-    def reaper() -> None:
-        while not stop.is_set():
-            try:
-                os.wait()
-            except ChildProcessError:
-                time.sleep(0.0002)
-
     log = tmp_path / "ran"
-    thread = threading.Thread(target=reaper, daemon=True)
-    thread.start()
+    thread = foreign_reaper(stop, 0.0002)
     spawned = []
     try:
         for _ in range(200):

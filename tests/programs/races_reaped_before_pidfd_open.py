@@ -7,14 +7,13 @@ pidfd and its return code.  Run by tests/test_races.py."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pidproc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests._support.pids import recycle  # noqa: E402
+from tests._support.pids import call_everything, recycle, survives  # noqa: E402
 
 pidproc.backends()  # probed with the real pidfd_open
 real_pidfd_open = os.pidfd_open
@@ -30,14 +29,5 @@ with pidproc.use_backend("fork"):
     a = pidproc.Popen(["true"])
 os.pidfd_open = real_pidfd_open
 b = recycle(a.pid)
-a.kill()
-a.poll()
-a.wait(timeout=5)
-a.terminate()
-try:
-    b.wait(timeout=0.3)
-    print("killed or reaped", a.pidfd, a.returncode)
-except subprocess.TimeoutExpired:
-    print("survived", a.pidfd, a.returncode)
-b.kill()
-b.wait()
+call_everything(a)
+print("survived" if survives(b, 0.3) else "killed or reaped", a.pidfd, a.returncode)

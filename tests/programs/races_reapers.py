@@ -15,9 +15,13 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pidproc
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests._support.pids import foreign_reaper  # noqa: E402
 
 mode, n = sys.argv[1], int(sys.argv[2])
 stop = threading.Event()
@@ -34,15 +38,7 @@ elif mode == "sigchld-handler":
 
     signal.signal(signal.SIGCHLD, reap)
 elif mode == "wait-thread":
-
-    def reaper() -> None:
-        while not stop.is_set():
-            try:
-                os.wait()
-            except ChildProcessError:
-                time.sleep(0.001)
-
-    threading.Thread(target=reaper, daemon=True).start()
+    foreign_reaper(stop, 0.001)
 
 # Someone else's child: pidproc must never signal it (whoever reaps it).
 quiet = [(os.POSIX_SPAWN_OPEN, fd, "/dev/null", os.O_RDWR, 0) for fd in (0, 1, 2)]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -17,24 +16,14 @@ from typing import Any
 import pidproc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests._support.pids import recycle  # noqa: E402
+from tests._support.pids import call_everything, foreign_reaper, recycle, survives  # noqa: E402
 
 mode = sys.argv[1]
 done = threading.Event()
 stop = threading.Event()
 thread = None
 if mode == "wait-thread":
-
-    def reaper() -> None:
-        while not stop.is_set():
-            try:
-                os.wait()
-                done.set()
-            except ChildProcessError:
-                time.sleep(0.0005)
-
-    thread = threading.Thread(target=reaper, daemon=True)
-    thread.start()
+    thread = foreign_reaper(stop, 0.0005, done)
 else:
 
     def reap(signum: int, frame: Any) -> None:
@@ -68,14 +57,5 @@ if thread is not None:
     thread.join()
 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 b = recycle(a.pid)
-a.kill()
-a.poll()
-a.wait(timeout=5)
-a.terminate()
-try:
-    b.wait(timeout=0.3)
-    print("killed or reaped")
-except subprocess.TimeoutExpired:
-    print("survived")
-b.kill()
-b.wait()
+call_everything(a)
+print("survived" if survives(b, 0.3) else "killed or reaped")

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pidproc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests._support.pids import recycle  # noqa: E402
+from tests._support.pids import recycle, survives  # noqa: E402
 
 a = pidproc.Popen(["sleep", "30"])
 b = None
@@ -36,10 +35,4 @@ a.poll = poll_then_recycle  # type: ignore[method-assign]
 a.kill()
 a.terminate()
 assert b is not None
-try:
-    b.wait(timeout=0.3)  # a signal takes a moment to land
-    print("killed")
-except subprocess.TimeoutExpired:
-    print("survived")
-b.kill()
-b.wait()
+print("survived" if survives(b, 0.3) else "killed")
