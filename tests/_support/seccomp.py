@@ -65,8 +65,8 @@ def available() -> bool:
     return _lib() is not None
 
 
-def install(rules: dict[str, Rule]) -> None:
-    """Install the filter in this process (irreversible)."""
+def _filter_lib() -> Any:
+    """libseccomp with the prototypes every filter needs."""
     lib = _lib()
     if lib is None:
         raise OSError("libseccomp.so.2 is not installed")
@@ -77,6 +77,12 @@ def install(rules: dict[str, Rule]) -> None:
     ]  # fmt: skip
     lib.seccomp_load.argtypes = [ctypes.c_void_p]
     lib.seccomp_release.argtypes = [ctypes.c_void_p]
+    return lib
+
+
+def install(rules: dict[str, Rule]) -> None:
+    """Install the filter in this process (irreversible)."""
+    lib = _filter_lib()
     ctx = lib.seccomp_init(SCMP_ACT_ALLOW)
     if not ctx:
         raise OSError("seccomp_init failed")
@@ -141,16 +147,9 @@ class _NotifResp(ctypes.Structure):
 
 
 def _notify_lib() -> Any:
-    """libseccomp with the prototypes the user-notification helpers need."""
-    lib = _lib()
-    if lib is None:
-        raise OSError("libseccomp.so.2 is not installed")
-    lib.seccomp_init.restype = ctypes.c_void_p
-    lib.seccomp_rule_add_array.argtypes = [
-        ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.POINTER(_ArgCmp),
-    ]  # fmt: skip
-    lib.seccomp_load.argtypes = [ctypes.c_void_p]
-    lib.seccomp_release.argtypes = [ctypes.c_void_p]
+    """libseccomp with the prototypes the user-notification helpers need
+    too (libseccomp 2.5+: set only where they are used)."""
+    lib = _filter_lib()
     lib.seccomp_notify_fd.argtypes = [ctypes.c_void_p]
     lib.seccomp_notify_receive.argtypes = [ctypes.c_int, ctypes.POINTER(_Notif)]
     lib.seccomp_notify_respond.argtypes = [ctypes.c_int, ctypes.POINTER(_NotifResp)]
