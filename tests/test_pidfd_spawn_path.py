@@ -30,10 +30,11 @@ from unittest import mock
 import pytest
 
 import pidproc
-from pidproc import _backends, _pidfd_info
+from pidproc import _backends
 from pidproc._core import lib
 from pidproc._request import SpawnRequest, build_spec
 
+from ._support.features import has_pidfd_get_info, unshare_works
 from ._support.leaks import children, open_fds
 from ._support.pids import foreign_reaper
 from ._support.programs import program
@@ -326,23 +327,12 @@ def test_failures_pidfd_spawn_cannot_name_are_replayed_exactly(
     assert errors[0] == errors[1]
 
 
-def _kernel_has_pidfd_get_info() -> bool:
-    fd = os.pidfd_open(os.getpid())
-    try:
-        return _pidfd_info.pidfd_info(fd) is not None
-    finally:
-        os.close(fd)
-
-
 def _can_unmount_proc() -> bool:
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        return False
-    probe = ["unshare", "--mount", "--propagation", "private", "umount", "-l", "/proc"]
-    return subprocess.run(probe, capture_output=True).returncode == 0
+    return unshare_works("--mount", "--propagation", "private", then=("umount", "-l", "/proc"))
 
 
 @needs_pidfd_spawn
-@pytest.mark.skipif(not _kernel_has_pidfd_get_info(), reason="kernel without PIDFD_GET_INFO (6.13)")
+@pytest.mark.skipif(not has_pidfd_get_info(), reason="kernel without PIDFD_GET_INFO (6.13)")
 @pytest.mark.skipif(not _can_unmount_proc(), reason="needs root and unshare --mount")
 def test_the_pid_is_known_without_proc() -> None:
     """pidfd_getpid reads /proc/self/fdinfo; without /proc the kernel names

@@ -67,13 +67,18 @@ def keeps_exit_status() -> bool:
     try:
         os.waitpid(p.pid, 0)
         # The kernel records the status when it releases the task, a moment
-        # after the reaper's waitpid may return.
+        # after the reaper's waitpid may return (until then, or for ever
+        # before 6.15, a reaped process is simply gone: ESRCH).
         for _ in range(100):
-            info = pidfd_info(fd, PIDFD_INFO_EXIT)
-            if info is None:
-                return False
-            if info.exit_status is not None:
-                return os.waitstatus_to_exitcode(info.exit_status) == 5
+            try:
+                info = pidfd_info(fd, PIDFD_INFO_EXIT)
+            except ProcessLookupError:
+                pass
+            else:
+                if info is None:
+                    return False
+                if info.exit_status is not None:
+                    return os.waitstatus_to_exitcode(info.exit_status) == 5
             time.sleep(0.001)
         return False
     finally:
