@@ -131,6 +131,17 @@ def needs_of(
     """What a request needs beyond a plain spawn.  Never raises, never
     consumes an iterator: whatever is wrong with an argument, the stdlib's
     own checks say so later, on the path that takes the request."""
+    stdin, stdout, stderr = child_fds
+    plain_stdio = (
+        (stdin == -1 or stdin > 2 or stdin == 0)
+        and (stdout == -1 or stdout > 2 or stdout == 1)
+        and (stderr == -1 or stderr > 2 or stderr == 2)
+    )
+    if (
+        preexec_fn is None and uid is None and gid is None and gids is None
+        and type(umask) is int and umask < 0 and plain_stdio and pass_fds == ()
+    ):  # fmt: skip
+        return _NOTHING  # the common case, on every spawn: no set built
     needs = set()
     if preexec_fn is not None:
         needs.add(PREEXEC_FN)
@@ -138,7 +149,7 @@ def needs_of(
         needs.add(CREDENTIALS)
     if not (type(umask) is int and umask < 0):
         needs.add(UMASK)
-    if not all(fd == -1 or fd > 2 or fd == n for n, fd in enumerate(child_fds)):
+    if not plain_stdio:
         needs.add(STDIO_REMAP)
     if not (
         isinstance(pass_fds, (list, tuple, set, frozenset))
@@ -146,3 +157,6 @@ def needs_of(
     ):
         needs.add(ODD_PASS_FDS)
     return frozenset(needs)
+
+
+_NOTHING: frozenset[str] = frozenset()

@@ -89,8 +89,12 @@ def use_backend(name: str | None) -> Iterator[None]:
         _forced = previous
 
 
+_module = globals()
+_KNOBS = tuple(p.knob for p in PATHS if p.knob)
+
+
 def _enabled(path: SpawnPath) -> bool:
-    return not path.knob or bool(globals()[path.knob])
+    return not path.knob or bool(_module[path.knob])
 
 
 def mark_unusable(name: str, err: int, why: str) -> None:
@@ -217,7 +221,7 @@ def reason(name: str) -> str | None:
 def chain(needs: frozenset[str]) -> list[SpawnPath]:
     """The paths to try for a request with these needs, in order."""
     force = forced()
-    key = (force, needs, *[_enabled(p) for p in PATHS])
+    key = (force, needs, *map(_module.__getitem__, _KNOBS))
     cached = _chains.get(key)
     if cached is None:
         cached = _chains[key] = _compute_chain(force, needs)
