@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import pidproc
-from pidproc import _backends
+from pidproc._spawn import state as _backends
 
 from ._support.programs import program
 from .conftest import PY, USABLE

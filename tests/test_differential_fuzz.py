@@ -294,7 +294,7 @@ def test_same_outcome_as_the_stdlib(
     check(call, scratch, tally)
 
 
-# ---- the classes of the issue, each forced at least once ---------------------
+# ---- each class of bad input, forced at least once --------------------------
 
 CLASSES: dict[str, Callable[[], dict[str, Any]]] = {
     "missing program": lambda: {"args": ["pidproc-no-such-program"]},
@@ -370,7 +370,7 @@ def test_each_input_class(klass: str, scratch: dict[str, Any]) -> None:
 
 
 def test_generator_reaches_the_invalid_classes() -> None:
-    """The strategy really draws the kinds of bad input the issue lists."""
+    """The strategy really draws every kind of bad input listed above."""
     seen: set[str] = set()
 
     @settings(max_examples=1000, database=None, deadline=None, derandomize=True)

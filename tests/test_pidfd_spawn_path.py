@@ -14,7 +14,6 @@ them, and its waiting must compose with 3.15's own pidfd wait.
 from __future__ import annotations
 
 import errno
-import inspect
 import math
 import os
 import re
@@ -30,9 +29,10 @@ from unittest import mock
 import pytest
 
 import pidproc
-from pidproc import _backends
 from pidproc._core import lib
-from pidproc._request import SpawnRequest, build_spec
+from pidproc._spawn import state as _backends
+from pidproc._spawn.paths import _leaks_pidfd_on_exec_failure
+from pidproc._spawn.request import SpawnRequest, build_spec
 
 from ._support.features import has_pidfd_get_info, unshare_works
 from ._support.leaks import children, open_fds
@@ -363,13 +363,13 @@ def test_the_bz31695_guard_matches_every_2_39(version: str, leaks: bool) -> None
     whose version says 2.39 never gets the path (it cannot be told from a
     build with the fix backported).  No 2.39 root here: the mapping is what
     can be checked, with the running glibc below."""
-    assert _backends._leaks_pidfd_on_exec_failure(version) is leaks
+    assert _leaks_pidfd_on_exec_failure(version) is leaks
 
 
 def test_the_bz31695_guard_holds_for_this_glibc() -> None:
     version = os.confstr("CS_GNU_LIBC_VERSION") or ""
     number = version.split()[-1] if version else ""
-    if _backends._leaks_pidfd_on_exec_failure(number):
+    if _leaks_pidfd_on_exec_failure(number):
         assert "pidfd_spawn" not in pidproc.backends()
         assert "BZ 31695" in (_backends.reason("pidfd_spawn") or "")
     elif lib.pidproc_pidfd_spawn_available() and _backends._USE_PIDFD_SPAWN:
@@ -379,16 +379,6 @@ def test_the_bz31695_guard_holds_for_this_glibc() -> None:
 
 
 # ---- CPython 3.14/3.15: the hooks pidproc overrides ----
-
-
-def test_execute_child_takes_what_this_stdlib_passes() -> None:
-    """Popen.__init__ calls _execute_child positionally: ours must take this
-    version's parameters in this version's order (3.10-3.15 so far)."""
-    theirs = list(inspect.signature(subprocess.Popen._execute_child).parameters)  # type: ignore[attr-defined]
-    ours = inspect.signature(pidproc.Popen._execute_child).parameters
-    assert list(ours)[: len(theirs)] == theirs
-    extra = list(ours.values())[len(theirs) :]
-    assert all(p.default is not inspect.Parameter.empty for p in extra), extra
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,8 @@ from typing import Any
 import pytest
 
 import pidproc
-from pidproc import _backends
+from pidproc._spawn import state as _backends
+from pidproc._spawn.paths import BY_NAME
 
 from ._support import seccomp
 from ._support.leaks import child_fds
@@ -169,7 +170,7 @@ def test_no_leak_between_threads_spawning_at_once() -> None:
                 _backends._probe_pidfd_wait()  # pidfd_open of ourselves
                 for name in paths:
                     if name in ("clone3", "clone"):
-                        _backends._probe_c(name)  # a probe child and its pidfd
+                        _backends._probe_by_spawning(BY_NAME[name])  # a probe child and its pidfd
         except BaseException as e:  # noqa: BLE001 - reported by the main thread
             errors.append(e)
 

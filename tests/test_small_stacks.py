@@ -23,8 +23,8 @@ from collections.abc import Callable
 
 import pytest
 
-from pidproc import _backends
 from pidproc._core import lib
+from pidproc._spawn import state as _backends
 
 from . import child_stack
 from ._support import seccomp

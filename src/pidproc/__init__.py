@@ -31,12 +31,12 @@ from ._api import (  # type: ignore[no-redef]  # ours replace the star-imported 
     getstatusoutput,
     run,
 )
-from ._backends import BACKENDS, backends, use_backend
 from ._errors import BackendUnavailable
 from ._patch import patch, patched, unpatch
 from ._peer import peer_pidfd, pidfd_from_ancdata, recv_with_pidfd, set_pass_pidfd
 from ._pidfd import Advice, Namespace, PidFd
 from ._popen import Popen
+from ._spawn.state import BACKENDS, backends, use_backend
 from ._waitmany import as_completed, wait_any
 
 __version__ = "0.1.0"

@@ -6,7 +6,7 @@ tests/test_pidfd_spawn_path.py."""
 from __future__ import annotations
 
 import pidproc
-from pidproc import _backends
+from pidproc._spawn import state as _backends
 
 print(pidproc.backends()[0])
 with pidproc.Popen(["sh", "-c", "exit 5"]) as p:
