@@ -1,8 +1,9 @@
 """Probes for what a test needs from the kernel and the system.
 
-Each answers for this machine and is asked once; a test skips with its own
-reason when the answer is no.  They probe the kernel directly rather than
-ask pidproc, whose own answers are what the tests check.
+Each answers for this machine (those that start a process, once); a test
+skips with its own reason when the answer is no.  They ask the kernel
+directly rather than read pidproc's own conclusions, which are what the
+tests check.
 """
 
 from __future__ import annotations
