@@ -27,7 +27,7 @@ class _PatchBeforeSitecustomize:
     def find_spec(name: str, path: object = None, target: object = None) -> None:
         if name != "sitecustomize":
             return None
-        sys.meta_path.remove(_PatchBeforeSitecustomize)  # type: ignore[arg-type]
+        sys.meta_path.remove(_PatchBeforeSitecustomize)
         try:
             import pidproc
 
@@ -40,4 +40,4 @@ class _PatchBeforeSitecustomize:
         return None
 
 
-sys.meta_path.insert(0, _PatchBeforeSitecustomize)  # type: ignore[arg-type]
+sys.meta_path.insert(0, _PatchBeforeSitecustomize)
