@@ -122,6 +122,7 @@ def build(session: nox.Session) -> None:
         py = str(venv / "bin" / "python")
         pip = [py, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
         session.run(*pip, str(artifact.resolve()), external=True)
+        session.log(f"smoke test: {artifact.name} installed by python{version}")
         # From the venv's own directory: the source tree is not on sys.path.
         with session.chdir(venv):
             session.run(py, smoke, *flags, external=True)
