@@ -195,3 +195,94 @@ def test_every_entry_point_reaches_pidproc_when_patched() -> None:
 def test_unpatch_takes_every_entry_point_back() -> None:
     for name, seen in entry_points("patch-unpatch").items():
         assert seen["spawns"] == [False], name
+
+
+# ---- asyncio imported after the patch ----------------------------------------
+
+ASYNCIO_LATER = r"""
+import json, sys, threading
+import pidproc
+
+def transport_module():
+    import asyncio
+
+    class Quiet(asyncio.SubprocessProtocol):
+        pass
+
+    async def spawn():
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.subprocess_exec(Quiet, "sh", "-c", "exit 5")
+        while transport.get_returncode() is None:
+            await asyncio.sleep(0.01)
+        transport.close()
+        return type(transport).__module__, transport.get_returncode()
+
+    return asyncio.run(spawn())
+
+mode = sys.argv[1]
+report = {}
+if mode == "flip-while-importing":
+    imported = threading.Event()
+    def flip():
+        while not imported.is_set():
+            pidproc.patch()
+            pidproc.unpatch()
+    t = threading.Thread(target=flip)
+    t.start()
+    import asyncio
+    imported.set()
+    t.join()
+else:
+    for step in mode.split(","):
+        if step == "patch":
+            pidproc.patch()
+        elif step == "unpatch":
+            pidproc.unpatch()
+        elif step == "import":
+            import asyncio
+            report["loader"] = type(asyncio.__loader__).__name__
+        report.setdefault("asyncio after " + step, "asyncio" in sys.modules)
+pidproc.patch()
+report["patched"] = transport_module()
+pidproc.unpatch()
+report["unpatched"] = transport_module()
+report["finders"] = [type(f).__name__ if not isinstance(f, type) else f.__name__
+                     for f in sys.meta_path if "pidproc" in (getattr(f, "__module__", "") or "")]
+print(json.dumps(report))
+"""
+
+
+def asyncio_later(mode: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [PY, "-c", ASYNCIO_LATER, mode], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    return dict(json.loads(out.stdout))
+
+
+OURS = ["pidproc._aio_transport", 5]
+THEIRS = ["asyncio.unix_events", 5]
+
+
+def test_patch_does_not_import_asyncio_and_hooks_it_when_imported() -> None:
+    report = asyncio_later("patch,import")
+    assert report["asyncio after patch"] is False  # the cost of asyncio is not paid
+    assert report["asyncio after import"] is True
+    assert report["loader"] == "SourceFileLoader"  # asyncio's own loader, not a wrapper
+    assert (report["patched"], report["unpatched"]) == (OURS, THEIRS)
+    assert report["finders"] == []
+
+
+def test_unpatch_before_asyncio_is_imported_leaves_it_alone() -> None:
+    report = asyncio_later("patch,unpatch,import")
+    assert report["asyncio after unpatch"] is False
+    assert (report["patched"], report["unpatched"]) == (OURS, THEIRS)
+    assert report["finders"] == []
+
+
+def test_patch_and_unpatch_racing_the_import_of_asyncio() -> None:
+    """One thread flips the patch while the main one imports asyncio: no
+    deadlock (the subprocess timeout), and the state follows the last call."""
+    report = asyncio_later("flip-while-importing")
+    assert (report["patched"], report["unpatched"]) == (OURS, THEIRS)
+    assert report["finders"] == []
