@@ -522,6 +522,40 @@ def test_keyboard_interrupt_leaves_the_object_usable(
     assert p.returncode == 0
 
 
+# Waits for the parent's byte on the fd in argv[1], then reads its input.
+LATE_READER = """\
+import os, sys
+os.read(int(sys.argv[1]), 1)
+os.write(1, b"%d" % len(sys.stdin.buffer.read()))
+"""
+
+
+@pytest.mark.parametrize("mod", [pidproc, subprocess], ids=["pidproc", "stdlib"])
+def test_keyboard_interrupt_with_input_pending_leaves_stdin_open_and_blocking(
+    mod: Any, interrupt_after: Callable[[float], None], no_leaks: None
+) -> None:
+    """Interrupted while the child does not read its input yet: stdin stays
+    open, blocking as it was (pidproc writes it non-blocking meanwhile), and
+    the Popen can still be ended and collected."""
+    r, w = os.pipe()
+    try:
+        with mod.Popen(
+            [PY, "-c", LATE_READER, str(r)], stdin=PIPE, stdout=PIPE, stderr=PIPE, pass_fds=[r]
+        ) as p:
+            interrupt_after(0.5)
+            with pytest.raises(KeyboardInterrupt):
+                p.communicate(b"x" * (4 * MIB), timeout=60)
+            assert not p.stdin.closed
+            assert os.get_blocking(p.stdin.fileno())
+            assert p.returncode is None
+            p.kill()
+            out, err = p.communicate(timeout=60)
+    finally:
+        os.close(r)
+        os.close(w)
+    assert (out, err, p.returncode) == (b"", b"", -signal.SIGKILL)
+
+
 def test_signal_without_exception_does_not_disturb(no_leaks: None) -> None:
     """EINTR in poll, read or write is retried (PEP 475), as in the stdlib."""
     got: list[int] = []

@@ -2,24 +2,27 @@
 collects stdout and stderr for ``communicate()``, ``run()``,
 ``check_output()`` and friends.
 
-The stdlib's loop (POSIX) wakes up in a selector for every 32 KiB read and
-every 512 bytes written, appends each chunk to a list and joins the lists at
-the end.  For large outputs that loop, not the pipe, is the cost, and the
-join holds the output twice in memory.  This one does the same exchange with
-fewer, larger system calls:
+The stdlib's loop (POSIX) reads 32 KiB per wake-up and writes 512 bytes per
+wake-up, appends each chunk read to a list and joins the list at the end.
+For large outputs that loop, not the pipe, is the cost, and the join holds
+the output twice in memory.  This one does the same exchange with fewer,
+larger system calls and one copy less:
 
-- Each pipe is read until it is empty, not once per wake-up (our ends of the
-  pipes are non-blocking meanwhile, and blocking again whenever we stop
-  before the end).
 - A stream is "large" once one read fills a whole default pipe (64 KiB) or
   it passes 1 MiB.  From then on its pipe is grown with ``F_SETPIPE_SZ``
   (to at most 1 MiB and ``/proc/sys/fs/pipe-max-size``; never a pipe whose
-  size the caller chose with ``pipesize=``), it is read 1 MiB at a time with
-  ``os.readv`` into one reused buffer, and appended to an ``io.BytesIO``,
-  whose ``getvalue()`` hands over its own buffer: no final join, and the
-  output is held once.
-- ``input`` is written as much as the pipe takes per call, from a
-  memoryview (never copied); a stdin pipe for a large input is grown too.
+  size the caller chose with ``pipesize=``), it is read 1 MiB at a time, and
+  appended to an ``io.BytesIO``, whose ``getvalue()`` hands over its own
+  buffer: no final join, and the output is held once.
+- ``input`` is written as much as the pipe takes per wake-up, from a
+  memoryview (never copied): our end of the stdin pipe is non-blocking
+  meanwhile (and blocking again if the call ends before the input does).  A
+  stdin pipe for a large input is grown as above.
+
+Measured and left out (no gain): reading each pipe until it is empty rather
+than once per wake-up, reading into one reused buffer with ``os.readv``, and
+the pidfd in the poll set (the pipes end before the child is reapable, so it
+saves no system call).
 
 Semantics are the stdlib's, and the stdlib's own methods do the parts that
 define them (``_save_input``, ``_check_timeout``, ``wait``,
@@ -53,7 +56,7 @@ _STDLIB_COMMUNICATE: Callable[..., tuple[Any, Any]] = subprocess.Popen._communic
 # gets all of it means the pipe was full, and the stream is large.
 _SMALL_READ = 64 * 1024
 _LARGE = 1024 * 1024  # a stream past this much is large too
-_LARGE_READ = 1024 * 1024  # the reused read buffer of a large stream
+_LARGE_READ = 1024 * 1024  # the read size of a large stream
 _GROWN_PIPE = 1024 * 1024  # what a large stream's pipe is grown to, at most
 
 
@@ -191,79 +194,61 @@ class _Sink:
     """One output stream's bytes so far.  Small: a list of chunks, as the
     stdlib keeps them.  Large: an io.BytesIO (see the module docstring)."""
 
-    __slots__ = ("stream", "chunks", "size", "bio", "buf", "view", "seen", "grow")
+    __slots__ = ("stream", "chunks", "size", "bio", "seen", "grow")
 
     def __init__(self, stream: Any, grow: bool) -> None:
         self.stream = stream
-        self.chunks: list[bytes] | None = []
+        self.chunks: list[bytes] = []
         self.size = 0
         self.bio: io.BytesIO | None = None
-        self.buf: bytearray | None = None
-        self.view: memoryview | None = None
         self.seen = False  # read at least once: TimeoutExpired gets bytes, not None
         self.grow = grow
 
     def value(self) -> bytes:
         if self.bio is not None:
             return self.bio.getvalue()
-        assert self.chunks is not None
         return b"".join(self.chunks)
 
     def seq(self) -> list[bytes]:
         """The stdlib's list of chunks, as its _check_timeout takes it."""
         return [self.value()] if self.seen else []
 
-    # The order of the stores below keeps the sink whole wherever a
-    # KeyboardInterrupt lands: value() and drain() read bio first.
+    def read(self, fd: int) -> bool:
+        """One read: poll said there is data or the end.  True at the end."""
+        if self.bio is not None:
+            data = os.read(fd, _LARGE_READ)
+            if not data:
+                return True
+            self.bio.write(data)
+            return False
+        data = os.read(fd, _SMALL_READ)
+        n = len(data)
+        if not n:
+            return True
+        self.chunks.append(data)
+        self.seen = True
+        self.size += n
+        if n == _SMALL_READ or self.size >= _LARGE:
+            self._go_large(fd)
+        return False
 
-    def go_large(self, fd: int) -> None:
+    # The order of the stores below keeps the sink whole wherever a
+    # KeyboardInterrupt lands: value() and read() look at bio first.
+
+    def _go_large(self, fd: int) -> None:
         if self.grow:
             _grow_pipe(fd)
         bio = io.BytesIO()
-        assert self.chunks is not None
         for chunk in self.chunks:
             bio.write(chunk)
-        self.buf = bytearray(_LARGE_READ)
-        self.view = memoryview(self.buf)
         self.bio = bio
-        self.chunks = None
+        self.chunks = []
 
     def finish(self) -> None:
-        """At EOF: hold the bytes once, drop the read buffer."""
+        """At the end: the bytes as one object, held once."""
         if self.bio is not None:
             self.chunks = [self.bio.getvalue()]
             self.bio = None
-            self.buf = self.view = None
-
-    def drain(self, fd: int) -> bool:
-        """Read what the pipe holds now; True at EOF."""
-        while True:
-            if self.bio is None:
-                try:
-                    data = os.read(fd, _SMALL_READ)
-                except BlockingIOError:
-                    return False
-                n = len(data)
-                if not n:
-                    return True
-                assert self.chunks is not None
-                self.chunks.append(data)
-                self.size += n
-                self.seen = True
-                if n < _SMALL_READ and self.size < _LARGE:
-                    return False  # emptied the pipe; poll says when there is more
-                self.go_large(fd)
-            else:
-                assert self.buf is not None and self.view is not None
-                try:
-                    n = os.readv(fd, (self.buf,))
-                except BlockingIOError:
-                    return False
-                if not n:
-                    return True
-                self.bio.write(self.view[:n])
-                if n < _LARGE_READ:
-                    return False
 
 
 class _Exchange:
@@ -346,7 +331,6 @@ def communicate(
 
     poller = select.poll()
     sinks: dict[int, _Sink] = {}
-    blocking: list[tuple[int, Any]] = []  # fds made non-blocking, with their stream
     stdin_fd = -1
     view: memoryview | None = None
     offset = 0
@@ -356,15 +340,12 @@ def communicate(
             offset = proc._input_offset
             stdin_fd = stdin.fileno()
             os.set_blocking(stdin_fd, False)
-            blocking.append((stdin_fd, stdin))
             if len(view) - offset > _SMALL_READ and getattr(proc, "pipesize", -1) <= 0:
                 _grow_pipe(stdin_fd)
             poller.register(stdin_fd, select.POLLOUT)
         for sink in (ex.out, ex.err):
             if sink is not None and not sink.stream.closed:
                 fd = sink.stream.fileno()
-                os.set_blocking(fd, False)
-                blocking.append((fd, sink.stream))
                 poller.register(fd, select.POLLIN)
                 sinks[fd] = sink
         waiting = len(sinks) + (1 if feed else 0)
@@ -401,7 +382,7 @@ def communicate(
                         _close(stdin, sem, BrokenPipeError)
                 else:
                     sink = sinks[fd]
-                    if sink.drain(fd):
+                    if sink.read(fd):
                         poller.unregister(fd)
                         waiting -= 1
                         if sem.eof_counts:
@@ -417,11 +398,10 @@ def communicate(
             proc._input_offset = offset
         raise
     finally:
-        # Whatever stays open goes back to blocking, for a later call or for
-        # the caller's own reads.
-        for fd, stream in blocking:
-            if not stream.closed:
-                os.set_blocking(fd, True)
+        # A stdin still open goes back to blocking, for a later call or for
+        # the caller's own writes.
+        if feed and not stdin.closed:
+            os.set_blocking(stdin.fileno(), True)
 
     try:
         proc.wait(timeout=None if endtime is None else endtime - _time())
