@@ -44,6 +44,13 @@ os.write(2, b"e" * e)
 sys.exit(code)
 """
 
+# Waits for the parent's byte on the fd in argv[1], then reads its input.
+LATE_READER = """\
+import os, sys
+os.read(int(sys.argv[1]), 1)
+os.write(1, b"%d" % len(sys.stdin.buffer.read()))
+"""
+
 FAST = _communicate.stdlib_semantics() is not None
 needs_fast = pytest.mark.skipif(
     not FAST,
@@ -297,6 +304,40 @@ def test_timeouts_keep_partial_output_and_a_later_call_gets_all(
         assert (out, err) == (full, bursts)
 
 
+def test_input_left_at_a_timeout_as_stdlib() -> None:
+    """Input the child had not read when the timeout came: CPython 3.14+
+    sends the rest in the next communicate(); earlier ones leave stdin
+    as it is, so the child never sees its end (the next call times out
+    too).  Either way pidproc does what the running stdlib does."""
+
+    def call(mod: Any) -> Any:
+        r, w = os.pipe()
+        try:
+            with mod.Popen(
+                [PY, "-c", LATE_READER, str(r)], stdin=PIPE, stdout=PIPE, pass_fds=[r]
+            ) as p:
+                try:
+                    try:
+                        p.communicate(b"x" * (3 * MIB), timeout=0.3)
+                    except subprocess.TimeoutExpired as e:
+                        first = ("timeout", e.output)
+                    os.write(w, b"g")
+                    try:
+                        second = ("ok", p.communicate(timeout=1.5))
+                    except subprocess.TimeoutExpired as e:
+                        second = ("timeout", e.output)
+                    return first, second, p.stdin.closed
+                finally:
+                    p.kill()
+        finally:
+            os.close(r)
+            os.close(w)
+
+    ours, theirs = through_both(call)
+    assert ours == theirs
+    assert ours[0] == "ok"
+
+
 def test_timeout_output_none_or_bytes_as_stdlib() -> None:
     """Before anything is read, TimeoutExpired.output is None; once a stream
     was read (even only its end), it is bytes.  Child: closes stdout, keeps
@@ -520,14 +561,6 @@ def test_keyboard_interrupt_leaves_the_object_usable(
     assert out == pattern(2 * MIB) * 2
     assert err == b"500000"
     assert p.returncode == 0
-
-
-# Waits for the parent's byte on the fd in argv[1], then reads its input.
-LATE_READER = """\
-import os, sys
-os.read(int(sys.argv[1]), 1)
-os.write(1, b"%d" % len(sys.stdin.buffer.read()))
-"""
 
 
 @pytest.mark.parametrize("mod", [pidproc, subprocess], ids=["pidproc", "stdlib"])
