@@ -45,12 +45,11 @@ import select
 import subprocess
 import textwrap
 import tokenize
-from collections.abc import Callable
 from dataclasses import dataclass
 from time import monotonic as _time
 from typing import Any
 
-_STDLIB_COMMUNICATE: Callable[..., tuple[Any, Any]] = subprocess.Popen._communicate  # type: ignore[attr-defined]
+from ._stdlib import STDLIB_COMMUNICATE
 
 # The first read of a stream asks for a default pipe's worth: a read that
 # gets all of it means the pipe was full, and the stream is large.
@@ -125,7 +124,7 @@ def fingerprint_source(source: str) -> str | None:
 
 
 def _recognise() -> _Semantics | None:
-    known = _KNOWN.get(_fingerprint(_STDLIB_COMMUNICATE) or "")
+    known = _KNOWN.get(_fingerprint(STDLIB_COMMUNICATE) or "")
     if known is None:
         return None
     semantics, helpers = known
@@ -294,14 +293,14 @@ def communicate(
     started = proc._communication_started
     if sem is None or (started and ex is None):
         # Not recognised, or the stdlib's loop ran the first call: it goes on.
-        return _STDLIB_COMMUNICATE(proc, input, endtime, orig_timeout)
+        return STDLIB_COMMUNICATE(proc, input, endtime, orig_timeout)
     if not started and (
         not all(
             s is None or type(s) in _STREAM_TYPES for s in (proc.stdin, proc.stdout, proc.stderr)
         )
         or not _fast_input(proc, input)
     ):
-        return _STDLIB_COMMUNICATE(proc, input, endtime, orig_timeout)
+        return STDLIB_COMMUNICATE(proc, input, endtime, orig_timeout)
 
     stdin = proc.stdin
     if stdin and not started:
