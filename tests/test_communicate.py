@@ -24,32 +24,15 @@ import pytest
 import pidproc
 from pidproc import _communicate, _stdlib
 
+from ._support.outcome import outcome
+from ._support.programs import program
 from .conftest import PY
 
 PIPE = subprocess.PIPE
 MIB = 1 << 20
 
-# A child that writes ``n`` bytes of a pattern (order errors show) to fd 1 in
-# writes of ``step``, then ``e`` bytes to fd 2, then exits with ``code``.
-WRITER = """\
-import os, sys
-n, step, e, code = map(int, sys.argv[1:5])
-pattern = bytes(range(256)) * (step // 256 + 1)
-while n:
-    view = memoryview(pattern)[: min(n, step)]
-    n -= len(view)
-    while view:
-        view = view[os.write(1, view):]
-os.write(2, b"e" * e)
-sys.exit(code)
-"""
-
-# Waits for the parent's byte on the fd in argv[1], then reads its input.
-LATE_READER = """\
-import os, sys
-os.read(int(sys.argv[1]), 1)
-os.write(1, b"%d" % len(sys.stdin.buffer.read()))
-"""
+WRITER = program("communicate_writer")  # n, step, stderr bytes, exit status
+LATE_READER = program("communicate_late_reader")  # reads stdin once told on a fd
 
 FAST = _communicate.stdlib_semantics() is not None
 needs_fast = pytest.mark.skipif(
@@ -60,13 +43,6 @@ needs_fast = pytest.mark.skipif(
 
 def pattern(n: int) -> bytes:
     return (bytes(range(256)) * (n // 256 + 1))[:n]
-
-
-def outcome(call: Callable[[], Any]) -> tuple[Any, ...]:
-    try:
-        return ("ok", call())
-    except Exception as e:  # noqa: BLE001 - comparing whatever is raised
-        return (type(e), str(e))
 
 
 def through_both(call: Callable[[Any], Any]) -> tuple[Any, Any]:
@@ -110,7 +86,7 @@ def same_output(case: str, size: int) -> None:
     popen_kw, comm_kw = CASES[case]
 
     def call(mod: Any) -> Any:
-        with mod.Popen([PY, "-c", WRITER, str(size), "4096", "300", "3"], **popen_kw) as p:
+        with mod.Popen([PY, WRITER, str(size), "4096", "300", "3"], **popen_kw) as p:
             out, err = p.communicate(**comm_kw)
         return out, err, p.returncode
 
@@ -143,8 +119,8 @@ def test_input_and_output_at_once_do_not_deadlock(backend: str, size: int, no_le
 @pytest.mark.parametrize(
     "call",
     [
-        lambda mod: mod.run([PY, "-c", WRITER, "2000000", "65536", "10", "0"], capture_output=True),
-        lambda mod: mod.check_output([PY, "-c", WRITER, "70000", "7", "0", "0"], timeout=60),
+        lambda mod: mod.run([PY, WRITER, "2000000", "65536", "10", "0"], capture_output=True),
+        lambda mod: mod.check_output([PY, WRITER, "70000", "7", "0", "0"], timeout=60),
         lambda mod: mod.run(
             [PY, "-c", "import sys; print(sys.stdin.read().upper())"],
             input="abc\r\ndef", capture_output=True, text=True, timeout=60,
@@ -261,18 +237,6 @@ def wait_for(condition: Callable[[], bool], what: str, limit: float = 60.0) -> N
         time.sleep(0.005)
 
 
-BURSTS = """\
-import os, sys, time
-chunk = b"line\\r\\n" * 600000 if sys.argv[1:] == ["text"] else bytes(range(256)) * 4096 * 3
-for i in range(4):
-    view = memoryview(chunk)
-    while view:
-        view = view[os.write(1, view):]
-    os.write(2, b"burst %d\\n" % i)
-    time.sleep(0.15)
-"""
-
-
 @pytest.mark.parametrize("text", [False, True])
 def test_timeouts_keep_partial_output_and_a_later_call_gets_all(
     backend: str, text: bool, no_leaks: None
@@ -281,7 +245,7 @@ def test_timeouts_keep_partial_output_and_a_later_call_gets_all(
     carries what was read so far (bytes, even in text mode), and the call
     that finishes returns every byte once."""
     full = (b"line\r\n" * 600000 if text else pattern(3 * MIB)) * 4
-    argv = [PY, "-c", BURSTS] + (["text"] if text else [])
+    argv = [PY, program("communicate_bursts")] + (["text"] if text else [])
     with pidproc.Popen(argv, stdout=PIPE, stderr=PIPE, text=text) as p:
         seen: list[int] = []
         while True:
@@ -317,9 +281,7 @@ def test_input_left_at_a_timeout_as_stdlib() -> None:
     def call(mod: Any) -> Any:
         r, w = os.pipe()
         try:
-            with mod.Popen(
-                [PY, "-c", LATE_READER, str(r)], stdin=PIPE, stdout=PIPE, pass_fds=[r]
-            ) as p:
+            with mod.Popen([PY, LATE_READER, str(r)], stdin=PIPE, stdout=PIPE, pass_fds=[r]) as p:
                 try:
                     try:
                         p.communicate(b"x" * (3 * MIB), timeout=0.3)
@@ -409,9 +371,7 @@ def test_timeout_in_the_final_wait_as_stdlib() -> None:
 
 def test_communicate_again_after_the_end_returns_the_same(no_leaks: None) -> None:
     def call(mod: Any) -> Any:
-        with mod.Popen(
-            [PY, "-c", WRITER, "3000000", "65536", "5", "0"], stdout=PIPE, stderr=PIPE
-        ) as p:
+        with mod.Popen([PY, WRITER, "3000000", "65536", "5", "0"], stdout=PIPE, stderr=PIPE) as p:
             first = p.communicate(timeout=60)
             second = p.communicate(timeout=60)
             third = p.communicate()
@@ -486,7 +446,7 @@ def test_input_after_communication_started_raises_as_stdlib() -> None:
 
 def test_stdout_closed_before_communicate_as_stdlib() -> None:
     def call(mod: Any) -> Any:
-        with mod.Popen([PY, "-c", WRITER, "10", "10", "10", "0"], stdout=PIPE, stderr=PIPE) as p:
+        with mod.Popen([PY, WRITER, "10", "10", "10", "0"], stdout=PIPE, stderr=PIPE) as p:
             p.stdout.close()
             return p.communicate(timeout=60)
 
@@ -517,22 +477,6 @@ def interrupt_after() -> Iterator[Callable[[float], None]]:
         signal.signal(signal.SIGALRM, old)
 
 
-# Writes 4 KiB (it fits any pipe unread), says so on the fd in argv[2],
-# waits for the parent's byte on the fd in argv[1] (sent after the
-# interrupt), then writes 2 MiB more.
-TWO_HALVES = """\
-import os, sys
-os.write(1, bytes(range(256)) * 16)
-os.write(int(sys.argv[2]), b"r")
-os.read(int(sys.argv[1]), 1)
-chunk = bytes(range(256)) * 8192
-view = memoryview(chunk)
-while view:
-    view = view[os.write(1, view):]
-os.write(2, b"done")
-"""
-
-
 @pytest.mark.parametrize("mod", [pidproc, subprocess], ids=["pidproc", "stdlib"])
 @pytest.mark.parametrize("timeout", [None, 60])
 def test_keyboard_interrupt_leaves_the_object_usable(
@@ -547,7 +491,7 @@ def test_keyboard_interrupt_leaves_the_object_usable(
     ready_r, ready_w = os.pipe()
     try:
         with mod.Popen(
-            [PY, "-c", TWO_HALVES, str(go_r), str(ready_w)],
+            [PY, program("communicate_two_halves"), str(go_r), str(ready_w)],
             stdin=subprocess.DEVNULL, stdout=PIPE, stderr=PIPE, pass_fds=[go_r, ready_w],
         ) as p:  # fmt: skip
             assert os.read(ready_r, 1) == b"r"
@@ -580,7 +524,7 @@ def test_keyboard_interrupt_with_input_pending_leaves_stdin_open_and_blocking(
     r, w = os.pipe()
     try:
         with mod.Popen(
-            [PY, "-c", LATE_READER, str(r)], stdin=PIPE, stdout=PIPE, stderr=PIPE, pass_fds=[r]
+            [PY, LATE_READER, str(r)], stdin=PIPE, stdout=PIPE, stderr=PIPE, pass_fds=[r]
         ) as p:
             interrupt_after(0.5)
             with pytest.raises(KeyboardInterrupt):
@@ -601,14 +545,9 @@ def test_signal_without_exception_does_not_disturb(no_leaks: None) -> None:
     got: list[int] = []
     old = signal.signal(signal.SIGUSR1, lambda s, f: got.append(s))
     try:
-        code = (
-            "import os, signal, sys, time\n"
-            "for i in range(20):\n"
-            "    os.kill(os.getppid(), signal.SIGUSR1)\n"
-            "    os.write(1, b'x' * 100000)\n"
-            "    time.sleep(0.005)\n"
-        )
-        with pidproc.Popen([PY, "-c", code], stdin=PIPE, stdout=PIPE, stderr=PIPE) as p:
+        with pidproc.Popen(
+            [PY, program("communicate_signals_parent")], stdin=PIPE, stdout=PIPE, stderr=PIPE
+        ) as p:
             out, err = p.communicate(b"y" * (4 * MIB), timeout=60)
     finally:
         signal.signal(signal.SIGUSR1, old)
@@ -619,19 +558,7 @@ def test_signal_without_exception_does_not_disturb(no_leaks: None) -> None:
 # ---- pipe sizes: grown for large streams, never when the caller chose one --------
 
 # After its output (or input) the child reports the size of that pipe.
-REPORT_OUT = (
-    "import fcntl, os, sys\n"
-    "n = int(sys.argv[1])\n"
-    "view = memoryview(bytes(n))\n"
-    "while view:\n"
-    "    view = view[os.write(1, view):]\n"
-    "os.write(2, b'%d' % fcntl.fcntl(1, fcntl.F_GETPIPE_SZ))\n"
-)
-REPORT_IN = (
-    "import fcntl, os, sys\n"
-    "data = sys.stdin.buffer.read()\n"
-    "os.write(1, b'%d %d' % (len(data), fcntl.fcntl(0, fcntl.F_GETPIPE_SZ)))\n"
-)
+PIPE_SIZE = program("communicate_pipe_size")
 
 
 def pipe_sizes() -> tuple[int, int]:
@@ -655,7 +582,7 @@ def pipe_sizes() -> tuple[int, int]:
 def test_a_large_output_grows_its_pipe_a_small_one_does_not() -> None:
     default, size = pipe_sizes()
     for n, expected in ((1000, default), (8 * MIB, size)):
-        cp = pidproc.run([PY, "-c", REPORT_OUT, str(n)], capture_output=True, timeout=60)
+        cp = pidproc.run([PY, PIPE_SIZE, "out", str(n)], capture_output=True, timeout=60)
         assert len(cp.stdout) == n
         assert int(cp.stderr) == expected, n
 
@@ -664,7 +591,7 @@ def test_a_large_output_grows_its_pipe_a_small_one_does_not() -> None:
 def test_a_large_input_grows_its_pipe_a_small_one_does_not() -> None:
     default, size = pipe_sizes()
     for n, expected in ((1000, default), (8 * MIB, size)):
-        cp = pidproc.run([PY, "-c", REPORT_IN], input=bytes(n), capture_output=True, timeout=60)
+        cp = pidproc.run([PY, PIPE_SIZE, "in"], input=bytes(n), capture_output=True, timeout=60)
         assert cp.stdout == b"%d %d" % (n, expected)
 
 
@@ -673,11 +600,11 @@ def test_a_pipesize_the_caller_chose_is_never_changed() -> None:
     pipe_sizes()
     chosen = 2 * 65536
     cp = pidproc.run(
-        [PY, "-c", REPORT_OUT, str(8 * MIB)], capture_output=True, timeout=60, pipesize=chosen
+        [PY, PIPE_SIZE, "out", str(8 * MIB)], capture_output=True, timeout=60, pipesize=chosen
     )
     assert int(cp.stderr) == chosen
     cp = pidproc.run(
-        [PY, "-c", REPORT_IN],
+        [PY, PIPE_SIZE, "in"],
         input=bytes(8 * MIB),
         capture_output=True,
         timeout=60,
@@ -702,9 +629,7 @@ def test_an_unrecognised_stdlib_runs_its_own_loop(
     """Where the running CPython's loop is not one pidproc knows, its own
     runs: same results, no state of pidproc's."""
     monkeypatch.setattr(_communicate, "_semantics_cache", [None])
-    with pidproc.Popen(
-        [PY, "-c", WRITER, "3000000", "65536", "7", "2"], stdout=PIPE, stderr=PIPE
-    ) as p:
+    with pidproc.Popen([PY, WRITER, "3000000", "65536", "7", "2"], stdout=PIPE, stderr=PIPE) as p:
         out, err = p.communicate(timeout=60)
     assert not used_fast_loop(p)
     assert (out, err, p.returncode) == (pattern(3000000), b"e" * 7, 2)
