@@ -14,6 +14,9 @@ S7  ``communicate(input, timeout=60)`` with a chatty child: it echoes every
     input line at once (``python -u``, one write per line) and reports
     progress on stderr every 16 lines, so the parent juggles three pipes
     through many small reads and writes.
+
+S6 and S7 also report this process's CPU time per operation: the loop's
+own cost, which a loaded machine blurs less than the wall time.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -29,11 +33,14 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from _compare import Scenario, Side, Target, compare, quick
+from _compare import Batch, Scenario, Side, Target, compare, quick
 
 import pidproc
 
 MIB = 1 << 20
+# This process's CPU seconds per operation: on a loaded machine the steadier
+# measure of the loop itself (the child's work and the waits are not in it).
+PARENT_CPU = "parent CPU s per operation"
 PATTERN = bytes(range(256)) * (MIB // 256)  # 1 MiB; order errors show up
 
 WRITER = """\
@@ -60,16 +67,17 @@ for i, line in enumerate(sys.stdin.buffer):
 def capture(mod: ModuleType, size: int, expected: bytes, label: str, **kwargs: Any) -> Side:
     argv = [sys.executable, "-c", WRITER, str(size)]
 
-    def run(n: int) -> list[float]:
-        out = []
+    def run(n: int) -> Batch:
+        out, cpu = [], []
         for _ in range(n):
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             cp = mod.run(argv, capture_output=True, **kwargs)
             out.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
             assert cp.returncode == 0 and cp.stderr == b"", cp.stderr
             assert cp.stdout == expected, f"{label}: {len(cp.stdout)} bytes, not the pattern"
             del cp
-        return out
+        return Batch(out, {PARENT_CPU: statistics.median(cpu)})
 
     return Side(label, run)
 
@@ -78,16 +86,17 @@ def pipe_floor(size: int, expected: bytes, label: str, pipesize: int = -1) -> Si
     """The same child read with p.stdout.read(): one pipe, no loop."""
     argv = [sys.executable, "-c", WRITER, str(size)]
 
-    def run(n: int) -> list[float]:
-        out = []
+    def run(n: int) -> Batch:
+        out, cpu = [], []
         for _ in range(n):
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             with subprocess.Popen(argv, stdout=subprocess.PIPE, pipesize=pipesize) as p:
                 data = p.stdout.read()
             out.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
             assert p.returncode == 0 and data == expected, f"{label}: {len(data)} bytes"
             del data
-        return out
+        return Batch(out, {PARENT_CPU: statistics.median(cpu)})
 
     return Side(label, run)
 
@@ -240,17 +249,18 @@ def chatty(mod: ModuleType, data: bytes, lines: int) -> Side:
     argv = [sys.executable, "-u", "-c", CHATTY]
     pipe = subprocess.PIPE
 
-    def run(n: int) -> list[float]:
-        out = []
+    def run(n: int) -> Batch:
+        out, cpu = [], []
         for _ in range(n):
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             p = mod.Popen(argv, stdin=pipe, stdout=pipe, stderr=pipe)
             stdout, stderr = p.communicate(data, timeout=60)
             out.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
             assert p.returncode == 0, stderr[-500:]
             assert stdout == data
             assert stderr.count(b"\n") == math.ceil(lines / 16)
-        return out
+        return Batch(out, {PARENT_CPU: statistics.median(cpu)})
 
     return Side("pidproc" if mod is pidproc else "stdlib", run)
 
