@@ -37,15 +37,11 @@ stdlib's own ``_communicate``.
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import inspect
 import io
 import math
 import os
 import select
 import subprocess
-import textwrap
-import tokenize
 from dataclasses import dataclass
 from time import monotonic as _time
 from typing import Any
@@ -100,6 +96,10 @@ _KNOWN: dict[str, tuple[_Semantics, dict[str, str]]] = {
 def _fingerprint(func: Any) -> str | None:
     """A hash of the function's source tokens; None where there is no
     source to read."""
+    # Imported here, at the first communicate(), not with pidproc: only the
+    # recognition of the stdlib's loop needs them.
+    import inspect
+
     try:
         source = inspect.getsource(func)
     except (OSError, TypeError):
@@ -110,6 +110,10 @@ def _fingerprint(func: Any) -> str | None:
 def fingerprint_source(source: str) -> str | None:
     """A hash of the tokens of ``source``, comments and layout left out, so
     that only a change of code changes it; None if it does not tokenize."""
+    import hashlib
+    import textwrap
+    import tokenize
+
     parts = []
     try:
         for tok in tokenize.generate_tokens(io.StringIO(textwrap.dedent(source)).readline):
