@@ -667,13 +667,59 @@ def test_the_stdlib_internals_the_loop_relies_on_still_hold() -> None:
         p.communicate()
 
 
-def test_fingerprint_ignores_comments_and_layout_not_code() -> None:
-    fp = _communicate.fingerprint_source
+def test_fingerprint_ignores_comment_lines_and_indent_not_code() -> None:
+    def fp(text: str) -> str:
+        return _communicate.fingerprint_lines(text.splitlines(keepends=True))
+
     plain = "def f(x):\n    return x + 1\n"
-    assert fp(plain) is not None
-    assert fp(plain) == fp("def f(x):  # why\n\n    # more\n    return x+1\n")
+    assert fp(plain) == fp("def f(x):\n\n    # why\n    return x + 1\n")
     assert fp(plain) == fp("    def f(x):\n        return x + 1\n")  # a method's indent
     assert fp(plain) != fp("def f(x):\n    return x + 2\n")
     assert fp(plain) != fp("def f(x):\n    if x:\n        return x + 1\n")
-    assert fp("def f(:\n  (") is None
     assert _communicate._fingerprint(len) is None  # no Python source
+
+
+def test_fingerprint_covers_the_whole_function(tmp_path: Any) -> None:
+    """The lines hashed run from the def to the function's last line,
+    nested functions included, and a change anywhere in them counts."""
+    import importlib.util
+
+    def load(text: str, name: str) -> Any:
+        path = tmp_path / f"{name}.py"
+        path.write_text(text)
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.f
+
+    body = "def f(x):\n    def g():\n        return x\n    return g\n"
+    tail = "def f(x):\n    def g():\n        return x\n    return g\n\nY = 1\n"
+    changed = "def f(x):\n    def g():\n        return x\n    return g()\n"
+    a, b, c = load(body, "fp_a"), load(tail, "fp_b"), load(changed, "fp_c")
+    assert _communicate._fingerprint(a) == _communicate._fingerprint(b)  # code after f: not f
+    assert _communicate._fingerprint(a) != _communicate._fingerprint(c)
+
+
+# The CPythons whose loop was read and whose fingerprint is in the table.
+_READ = {
+    "3.10.13",
+    "3.11.2",
+    "3.11.7",
+    "3.12.1",
+    "3.12.10",
+    "3.13.0",
+    "3.13.5",
+    "3.14.10",
+    "3.15.2",
+}
+
+
+def test_each_cpython_read_is_recognised() -> None:
+    """A change to how the fingerprint is taken must keep every CPython
+    that was read recognised (else its own loop would quietly run)."""
+    import platform
+
+    if platform.python_version() not in _READ:
+        pytest.skip(f"CPython {platform.python_version()} is not among those read")
+    assert FAST

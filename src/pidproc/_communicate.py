@@ -28,20 +28,24 @@ so it saves no system call).
 Semantics are the stdlib's, and the stdlib's own methods do the parts that
 define them (``_save_input``, ``_check_timeout``, ``wait``,
 ``_translate_newlines``).  The loop differs in small ways between CPython
-versions (see ``_Semantics``); the running one is recognised by the tokens
-of its source, and anything not recognised, as well as streams or input of
-a kind Popen itself never makes (a mock, a non-byte memoryview), runs the
-stdlib's own ``_communicate``.
+versions (see ``_Semantics``); the running one is recognised by a hash of
+its source lines (blank and comment lines left out), and anything not
+recognised, as well as streams or input of a kind Popen itself never
+makes (a mock, a non-byte memoryview), runs the stdlib's own
+``_communicate``.
 """
 
 from __future__ import annotations
 
 import fcntl
 import io
+import linecache
 import math
 import os
 import select
 import subprocess
+import types
+import zlib
 from dataclasses import dataclass
 from time import monotonic as _time
 from typing import Any
@@ -70,62 +74,68 @@ class _Semantics:
 
 
 _V310 = _Semantics(False, False, False, False, True, False, False)
-# Fingerprints (see _fingerprint) of the stdlib's POSIX _communicate, and of
+# Fingerprints (see fingerprint_lines) of the stdlib's POSIX _communicate, and of
 # the module-level helpers it calls, in the CPython versions that were read.
 _KNOWN: dict[str, tuple[_Semantics, dict[str, str]]] = {
     # 3.10.13, 3.11.2, 3.11.7, 3.12.1, 3.12.10, 3.13.0
-    "ef83fbd6e61e1583": (_V310, {}),
+    "843e5e58684856d7": (_V310, {}),
     # 3.13.5: the final wait's TimeoutExpired carries the caller's timeout
-    "fe0cd848440c19fb": (_Semantics(False, False, False, True, True, False, False), {}),
+    "fd30279253486fa4": (_Semantics(False, False, False, True, True, False, False), {}),
     # 3.14.10: also a closed stdin, memoryviews cast to bytes, input resumed
     # after a timeout, timeout at zero
-    "d1e278203b9d6747": (_Semantics(True, True, True, True, True, False, False), {}),
+    "f0ffb5824281b403": (_Semantics(True, True, True, True, True, False, False), {}),
     # 3.15.2: the loop moved to module-level helpers
-    "83b02b2af7f1f6a0": (
+    "1c47e1623cddd9ba": (
         _Semantics(True, True, True, True, False, True, True),
         {
-            "_communicate_io_posix": "20a7f83610ed6319",
-            "_flush_stdin": "8f7b8c1c4828e889",
-            "_make_input_view": "e449309e3932ec3e",
-            "_deadline_remaining": "a4f5d5f1e4920ee1",
+            "_communicate_io_posix": "612166c7dc9b0655",
+            "_flush_stdin": "673c3c1f959653b1",
+            "_make_input_view": "a0ffa76ff373a20d",
+            "_deadline_remaining": "a5497e451f4f2fe7",
         },
     ),
 }
 
 
 def _fingerprint(func: Any) -> str | None:
-    """A hash of the function's source tokens; None where there is no
-    source to read."""
-    # Imported here, at the first communicate(), not with pidproc: only the
-    # recognition of the stdlib's loop needs them.
-    import inspect
-
-    try:
-        source = inspect.getsource(func)
-    except (OSError, TypeError):
+    """A hash of the function's source text; None where there is no
+    source to read (a builtin, a module without its .py)."""
+    code = getattr(func, "__code__", None)
+    if code is None:
         return None
-    return fingerprint_source(source)
-
-
-def fingerprint_source(source: str) -> str | None:
-    """A hash of the tokens of ``source``, comments and layout left out, so
-    that only a change of code changes it; None if it does not tokenize."""
-    import hashlib
-    import textwrap
-    import tokenize
-
-    parts = []
-    try:
-        for tok in tokenize.generate_tokens(io.StringIO(textwrap.dedent(source)).readline):
-            if tok.type in (tokenize.COMMENT, tokenize.NL):
-                continue
-            if tok.type in (tokenize.INDENT, tokenize.DEDENT, tokenize.NEWLINE, tokenize.ENDMARKER):
-                parts.append(tokenize.tok_name[tok.type])
-            else:
-                parts.append(tok.string)
-    except (SyntaxError, tokenize.TokenError):
+    lines = linecache.getlines(code.co_filename, getattr(func, "__globals__", None))
+    last = _last_line(code)
+    if not lines or last > len(lines):
         return None
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+    return fingerprint_lines(lines[code.co_firstlineno - 1 : last])
+
+
+def _last_line(code: types.CodeType) -> int:
+    """The function's last line: the highest line any of its code objects
+    (nested ones included) has code on."""
+    last = code.co_firstlineno
+    for _, _, line in code.co_lines():
+        if line is not None and line > last:
+            last = line
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            last = max(last, _last_line(const))
+    return last
+
+
+def fingerprint_lines(lines: list[str]) -> str:
+    """A hash of source lines, each stripped, blank and comment-only lines
+    left out: only a change of code (or of a comment at a line's end)
+    changes it.  Plain text and zlib's two checksums, not tokenize and a
+    cryptographic hash: this runs at the first communicate() of every
+    process, and tokenizing the stdlib's loop cost more than a spawn."""
+    kept = []
+    for line in lines:
+        text = line.strip()
+        if text and not text.startswith("#"):
+            kept.append(text)
+    data = "\n".join(kept).encode()
+    return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
 
 
 def _recognise() -> _Semantics | None:
