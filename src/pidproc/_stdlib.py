@@ -26,7 +26,7 @@ where it no longer holds, instead of pidproc quietly behaving differently.
   ``_child_created``, ``_close_pipe_fds``): listed in ``POPEN_ATTRIBUTES``.
 - ``Popen._communicate``: the stdlib's loop under ``communicate()``, which
   runs where pidproc's own (``_communicate.py``) does not recognise this
-  version's.  That module recognises it by its source tokens and relies on
+  version's.  That module recognises it by its source lines and relies on
   what it calls (``_save_input``, ``_check_timeout``,
   ``_translate_newlines``) and keeps (``_communication_started``,
   ``_input``, ``_input_offset``); ``tests/test_communicate.py`` checks them.
