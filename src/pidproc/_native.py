@@ -57,7 +57,7 @@ if os.environ.get(ENV, "0") not in ("", "0"):
     MISSING = f"the C core is not loaded: {ENV}={os.environ[ENV]} is set"
 else:
     try:
-        from . import _core
+        from ._core import ffi, lib
     except ModuleNotFoundError as e:
         if e.name == f"{__package__}._core":
             MISSING = (
@@ -68,8 +68,6 @@ else:
             MISSING = f"the C core failed to load: {e}"
     except ImportError as e:  # built, but this interpreter or system cannot load it
         MISSING = f"the C core failed to load: {e}"
-    else:
-        ffi, lib = _core.ffi, _core.lib
 
 if MISSING is not None:
     ffi, lib = _Missing("ffi"), _Missing("lib")
