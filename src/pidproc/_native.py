@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
+
+if TYPE_CHECKING:
+    from ._core import _Lib
 
 ENV = "PIDPROC_NO_EXTENSION"
 """Set (to anything but "" or "0") at install: the core is not compiled; at
@@ -51,7 +54,7 @@ class _Missing:
 
 
 ffi: Any
-lib: Any
+lib: _Lib
 
 if os.environ.get(ENV, "0") not in ("", "0"):
     MISSING = f"the C core is not loaded: {ENV}={os.environ[ENV]} is set"
@@ -70,4 +73,4 @@ else:
         MISSING = f"the C core failed to load: {e}"
 
 if MISSING is not None:
-    ffi, lib = _Missing("ffi"), _Missing("lib")
+    ffi, lib = _Missing("ffi"), cast("_Lib", _Missing("lib"))
