@@ -57,3 +57,24 @@ def test_the_toolkit_says_what_needs_the_core(report: dict[str, Any]) -> None:
         err, message = report[call]
         assert err == errno.ENOSYS
         assert message == f"[Errno 38] {syscall} needs pidproc's C core: {report['missing']}"
+
+
+def test_only_the_loader_imports_the_core() -> None:
+    """Every other module goes through ``_native``, so that none of them
+    fails to import where the core is missing."""
+    import re
+    from pathlib import Path
+
+    import pidproc
+
+    package = Path(pidproc.__file__).parent
+    direct = re.compile(
+        r"^\s*(from\s+\.+_core\s+import|from\s+\.+\s+import\s+_core\b|import\s+pidproc\._core)",
+        re.M,
+    )
+    offenders = [
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if path.name != "_native.py" and direct.search(path.read_text(encoding="utf-8"))
+    ]
+    assert offenders == []
