@@ -9,10 +9,14 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+import pidproc
 
 from ._support.programs import program
 from .conftest import PY
@@ -62,11 +66,6 @@ def test_the_toolkit_says_what_needs_the_core(report: dict[str, Any]) -> None:
 def test_only_the_loader_imports_the_core() -> None:
     """Every other module goes through ``_native``, so that none of them
     fails to import where the core is missing."""
-    import re
-    from pathlib import Path
-
-    import pidproc
-
     package = Path(pidproc.__file__).parent
     direct = re.compile(
         r"^\s*(from\s+\.+_core\s+import|from\s+\.+\s+import\s+_core\b|import\s+pidproc\._core)",
