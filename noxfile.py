@@ -1,6 +1,7 @@
 """Sessions, as a menu:
 
     nox -s tests        pytest on every CPython 3.10+ found here
+    nox -s tests-nocore pytest on one CPython, pidproc installed without its C core
     nox -s lint         ruff check and ruff format --check
     nox -s typecheck    mypy --strict on the package
     nox -s bench        the benchmarks against the stdlib, with a report
@@ -54,14 +55,39 @@ LINT_PATHS = [
 ]
 
 
+# A build here must compile the C core: a compile that fails is an error,
+# not the quiet install without the core a user gets (setup.py).
+REQUIRE_CORE = {"PIDPROC_REQUIRE_EXTENSION": "1"}
+TEST_DEPS = ("pytest", "pytest-benchmark", "hypothesis")
+
+
 def _install(session: nox.Session, *extra: str) -> None:
-    session.install(".", "pytest", "pytest-benchmark", "hypothesis", *extra)
+    session.install(".", *TEST_DEPS, *extra, env=REQUIRE_CORE)
 
 
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """The test suite, run from outside the source tree against the install."""
     _install(session)
+    session.run("python", "-m", "pytest", "-p", "no:cacheprovider", *session.posargs)
+
+
+# One CPython for the suite without the C core: the newest found up to 3.13.
+NOCORE_PYTHON = next((v for v in ("3.13", "3.12", "3.11", "3.10") if v in PYTHONS), "3.13")
+
+
+@nox.session(name="tests-nocore", python=NOCORE_PYTHON)
+def tests_nocore(session: nox.Session) -> None:
+    """The suite against pidproc installed without its C core
+    (PIDPROC_NO_EXTENSION=1 at install: no _core module in the venv).  The
+    tests that need the core skip, and their count is printed."""
+    session.install(*TEST_DEPS)
+    session.install("--no-cache-dir", ".", env={"PIDPROC_NO_EXTENSION": "1"})
+    probe = (
+        "import pidproc._native as n; assert n.MISSING, 'the core is installed'; print(n.MISSING)"
+    )
+    with session.chdir(session.create_tmp()):  # not the source tree's pidproc
+        session.run("python", "-c", probe)
     session.run("python", "-m", "pytest", "-p", "no:cacheprovider", *session.posargs)
 
 
@@ -74,7 +100,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    session.install(".", "mypy", "pytest")
+    session.install(".", "mypy", "pytest", env=REQUIRE_CORE)
     session.run("mypy", "src/pidproc", *session.posargs)
 
 
@@ -103,7 +129,7 @@ def build(session: nox.Session) -> None:
     raw, dist = tmp / "raw", Path("dist").resolve()
     for d in (raw, dist):
         shutil.rmtree(d, ignore_errors=True)
-    session.run("python", "-m", "build", "--outdir", str(raw), ".")
+    session.run("python", "-m", "build", "--outdir", str(raw), ".", env=REQUIRE_CORE)
     (sdist,) = raw.glob("pidproc-*.tar.gz")
     (wheel,) = raw.glob("pidproc-*-cp310-abi3-linux_*.whl")
     session.run("auditwheel", "repair", "--wheel-dir", str(dist), str(wheel))
@@ -121,7 +147,7 @@ def build(session: nox.Session) -> None:
         session.run(f"python{version}", "-m", "venv", str(venv), external=True)
         py = str(venv / "bin" / "python")
         pip = [py, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        session.run(*pip, str(artifact.resolve()), external=True)
+        session.run(*pip, str(artifact.resolve()), external=True, env=REQUIRE_CORE)
         session.log(f"smoke test: {artifact.name} installed by python{version}")
         # From the venv's own directory: the source tree is not on sys.path.
         with session.chdir(venv):
@@ -140,7 +166,7 @@ def conformance(session: nox.Session) -> None:
     versions = [a for a in session.posargs if a in PYTHONS]
     if versions and session.python not in versions:
         session.skip(f"not among the versions asked for: {' '.join(versions)}")
-    session.install(".")
+    session.install(".", env=REQUIRE_CORE)
     rest = [a for a in session.posargs if a not in versions]
     session.run("python", "conformance/run.py", *rest)
 

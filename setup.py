@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import ast
 import os
+import sys
 import sysconfig
 from typing import Any
 
 from setuptools import setup
+from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
+from setuptools.errors import BaseError, CCompilerError
 
 # The .pth file site runs at interpreter start-up; its one line does nothing
 # unless PIDPROC_PATCH is set (to anything but "" or "0"), and then runs
@@ -61,6 +64,53 @@ class build_py_with_pth(build_py):  # noqa: N801  (a setuptools command)
         return [*super().get_outputs(include_bytecode), os.path.join(self.build_lib, PTH)]
 
 
+def _env_set(name: str) -> bool:
+    return os.environ.get(name, "0") not in ("", "0")
+
+
+# Without the C core pidproc still works (README: "Without the C core"):
+# PIDPROC_NO_EXTENSION=1 skips it, and a compile that fails (no compiler,
+# no Python headers) is reported and skipped, unless PIDPROC_REQUIRE_EXTENSION=1
+# (CI's builds and tests set it, so that there the core is always built).
+NO_EXTENSION = _env_set("PIDPROC_NO_EXTENSION")
+REQUIRE_EXTENSION = _env_set("PIDPROC_REQUIRE_EXTENSION")
+
+
+def _say(message: str) -> None:
+    # stderr, and a banner: pip shows a build's output only with -v, or when
+    # the build fails; the message also lands in the build log.
+    print(f"\n*** pidproc: {message}\n", file=sys.stderr, flush=True)
+
+
+class build_ext_optional(build_ext):  # noqa: N801  (a setuptools command)
+    """build_ext that carries on without the C core when it cannot be compiled."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except (CCompilerError, BaseError, OSError) as e:
+            if REQUIRE_EXTENSION:
+                raise
+            self._skip(e)
+
+    def build_extension(self, ext: Any) -> None:
+        try:
+            super().build_extension(ext)
+        except (CCompilerError, BaseError, OSError) as e:
+            if REQUIRE_EXTENSION:
+                raise
+            self._skip(e)
+
+    def _skip(self, error: BaseException) -> None:
+        _say(
+            f"the C core (pidproc._core) could not be built ({type(error).__name__}: {error});"
+            " installing without it: children are spawned by the stdlib and held by"
+            " pidfd_open (the fork path). Set PIDPROC_REQUIRE_EXTENSION=1 to make this fatal."
+        )
+        self.extensions = []
+        self.distribution.ext_modules = []
+
+
 options: dict[str, Any] = {}
 # One wheel for every CPython 3.10+: the module cffi builds uses the stable ABI
 # (_core.abi3.so), so the wheel is tagged cp310-abi3.  A free-threaded
@@ -68,8 +118,17 @@ options: dict[str, Any] = {}
 if not sysconfig.get_config_var("Py_GIL_DISABLED"):
     options["bdist_wheel"] = {"py_limited_api": "cp310"}
 
-setup(
-    cffi_modules=["build_ffi.py:ffibuilder"],
-    cmdclass={"build_py": build_py_with_pth},
-    options=options,
-)
+if NO_EXTENSION:
+    if REQUIRE_EXTENSION:
+        sys.exit("pidproc: PIDPROC_NO_EXTENSION and PIDPROC_REQUIRE_EXTENSION are both set")
+    _say(
+        "PIDPROC_NO_EXTENSION is set: building without the C core (pidproc._core);"
+        " children are spawned by the stdlib and held by pidfd_open (the fork path)."
+    )
+    setup(cmdclass={"build_py": build_py_with_pth})
+else:
+    setup(
+        cffi_modules=["build_ffi.py:ffibuilder"],
+        cmdclass={"build_py": build_py_with_pth, "build_ext": build_ext_optional},
+        options=options,
+    )

@@ -9,6 +9,7 @@ import pytest
 
 import pidproc
 
+from ._support import core
 from ._support.leaks import children, live_fds
 
 # Paths that exist in this process (pidfd_spawn only with glibc 2.39+).
@@ -45,3 +46,12 @@ def no_leaks() -> Iterator[None]:
     assert not leaked, leaked
     left = [(pid, st) for pid, st in children() if pid not in before_children]
     assert not left, f"children left behind: {left}"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Without the C core: how many tests skipped for want of it."""
+    if core.MISSING is None:
+        return
+    skipped = terminalreporter.stats.get("skipped", [])
+    n = sum(1 for r in skipped if core.MISSING in str(r.longrepr))
+    terminalreporter.write_line(f"{n} skipped for want of pidproc's C core: {core.MISSING}")

@@ -19,10 +19,10 @@ import pytest
 
 import pidproc
 from pidproc import _pidfd
-from pidproc._core import lib
+from pidproc._native import lib
 from pidproc._pidfd_info import PIDFD_GET_INFO, PIDFD_INFO_EXIT
 
-from ._support import seccomp
+from ._support import core, seccomp
 from ._support.features import (
     IN_PRIVATE_PID_NS,
     has_pidfd_get_info,
@@ -277,6 +277,8 @@ def pid_strategy(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     if name == "PIDFD_GET_INFO" and not has_pidfd_get_info():
         pytest.skip("kernel has no PIDFD_GET_INFO (Linux 6.13+)")
     if name == "pidfd_getpid":
+        if core.MISSING is not None:
+            pytest.skip(core.REASON)
         monkeypatch.setattr(_pidfd, "_USE_GET_INFO", False)
         fd = os.pidfd_open(os.getpid())
         try:
@@ -507,6 +509,7 @@ def test_info_cgroup_id_is_the_cgroup_directory_inode() -> None:
 # ---- getfd -------------------------------------------------------------------
 
 
+@core.needs_core
 def test_getfd_steals_pipe_ends_from_a_child() -> None:
     p = pidproc.Popen(
         [PY, program("pidfd_handle_pipe_owner")],
@@ -533,6 +536,7 @@ def test_getfd_steals_pipe_ends_from_a_child() -> None:
         p.stdout.close()
 
 
+@core.needs_core
 def test_getfd_errors() -> None:
     with pidproc.Popen(SLEEP) as p, pidproc.PidFd.from_popen(p) as pf:
         with pytest.raises(OSError, match="no fd 987") as e:
@@ -556,6 +560,7 @@ def test_getfd_errors() -> None:
     not unshare_works("--uts"),
     reason="unshare --uts does not work here (needs root and util-linux)",
 )
+@core.needs_core_unless(hasattr(os, "setns"))
 def test_setns_enters_a_uts_namespace_made_with_unshare() -> None:
     name = f"pidproc-ns-{os.getpid()}"
     target = subprocess.Popen(
@@ -611,6 +616,7 @@ def rss_kib(pid: int, start: int) -> int:
     raise AssertionError(f"no mapping at {start:#x} in {pid}")
 
 
+@core.needs_core
 def test_madvise_pageout_on_a_childs_mapping(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.write_bytes(os.urandom(4 << 20))
@@ -645,6 +651,7 @@ def test_madvise_pageout_on_a_childs_mapping(tmp_path: Path) -> None:
 
 
 @needs_root
+@core.needs_core
 def test_madvise_without_cap_sys_nice() -> None:
     # nobody advising another of nobody's processes: ptrace read access is
     # there, CAP_SYS_NICE is not.
@@ -736,6 +743,7 @@ needs_seccomp = pytest.mark.skipif(not seccomp.available(), reason="no libseccom
 
 
 @needs_seccomp
+@core.needs_core
 def test_missing_kernel_features_are_named() -> None:
     r = seccomp.run_filtered(MISSING_RULES, program=program("pidfd_handle_features"))
     assert r.returncode == 0, r.stderr

@@ -29,11 +29,12 @@ from unittest import mock
 import pytest
 
 import pidproc
-from pidproc._core import lib
+from pidproc._native import lib
 from pidproc._spawn import state as _backends
 from pidproc._spawn.paths import _leaks_pidfd_on_exec_failure
 from pidproc._spawn.request import SpawnRequest, build_spec
 
+from ._support import core
 from ._support.features import has_pidfd_get_info, unshare_works
 from ._support.leaks import children, open_fds
 from ._support.pids import foreign_reaper
@@ -372,6 +373,8 @@ def test_the_bz31695_guard_holds_for_this_glibc() -> None:
     if _leaks_pidfd_on_exec_failure(number):
         assert "pidfd_spawn" not in pidproc.backends()
         assert "BZ 31695" in (_backends.reason("pidfd_spawn") or "")
+    elif core.MISSING is not None:
+        assert "pidfd_spawn" not in pidproc.backends()
     elif lib.pidproc_pidfd_spawn_available() and _backends._USE_PIDFD_SPAWN:
         assert "pidfd_spawn" in pidproc.backends(), _backends.reason("pidfd_spawn")
     else:

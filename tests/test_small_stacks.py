@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import pytest
 
-from pidproc._core import lib
+from pidproc._native import lib
 from pidproc._spawn import state as _backends
 
 from . import child_stack

@@ -21,6 +21,8 @@ import pytest
 
 import pidproc
 
+from ._support import core
+
 PTH = "pidproc-patch.pth"
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -172,10 +174,12 @@ def test_no_site_no_patch(installed_python: str, node: Path) -> None:
     assert done.stdout == "False\n", done.stderr
 
 
+@core.needs_core
 def test_patched_once_sys_path_is_complete(installed_python: str, tmp_path: Path) -> None:
     """pidproc in a site directory read before the one that holds cffi (a
     --system-site-packages venv, the user site): the patch waits for the
-    last one; without cffi at all the program runs unpatched and says why."""
+    last one, so the C core loads; without cffi at all the program runs
+    patched without the core (the fork path)."""
     import cffi
 
     where = "import os, pidproc; print(os.path.dirname(os.path.abspath(pidproc.__file__)))"
@@ -192,15 +196,19 @@ def test_patched_once_sys_path_is_complete(installed_python: str, tmp_path: Path
     # What an install puts there, and nothing else: no cffi.
     shutil.copytree(package, os.path.join(site_dir, "pidproc"))
     shutil.copy(os.path.join(os.path.dirname(package), PTH), site_dir)
-    probe = [python, "-c", "import subprocess; print(subprocess.Popen.__module__)"]
+    code = (
+        "import subprocess, sys; print(subprocess.Popen.__module__, 'pidproc._core' in sys.modules)"
+    )
+    probe = [python, "-c", code]
 
     done = subprocess.run(probe, capture_output=True, text=True, env=_env(PIDPROC_PATCH="1"))
-    assert (done.returncode, done.stdout) == (0, "subprocess\n"), done.stderr
-    assert done.stderr.startswith("pidproc-patch.pth: PIDPROC_PATCH is set, but pidproc could not")
-    assert "_cffi_backend" in done.stderr
+    assert (done.returncode, done.stdout, done.stderr) == (0, "pidproc._popen False\n", "")
+    why = "import pidproc._native as n; print(n.MISSING)"
+    done = subprocess.run([python, "-c", why], capture_output=True, text=True, env=_env())
+    assert "the C core failed to load" in done.stdout and "_cffi_backend" in done.stdout
 
     # cffi's directory added by a .pth read after pidproc's ("z" sorts last).
     cffi_dir = Path(cffi.__file__).resolve().parent.parent
     Path(site_dir, "zz-cffi.pth").write_text(f"{cffi_dir}\n")
     done = subprocess.run(probe, capture_output=True, text=True, env=_env(PIDPROC_PATCH="1"))
-    assert (done.returncode, done.stdout, done.stderr) == (0, "pidproc._popen\n", "")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "pidproc._popen True\n", "")

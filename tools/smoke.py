@@ -54,6 +54,8 @@ def main() -> None:
     where = os.path.realpath(pidproc.__file__)
     if not where.startswith(site + os.sep):
         fail(f"pidproc imported from {where}, not from the venv's {site}")
+    if pidproc._native.MISSING is not None:
+        fail(f"pidproc runs without its C core: {pidproc._native.MISSING}")
     if abi3 and not str(core.__file__).endswith(".abi3.so"):
         fail(f"the compiled core is {core.__file__}, not a stable-ABI module")
     if not os.path.isfile(os.path.join(site, "pidproc-patch.pth")):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import Any, NoReturn
 
-from ._core import lib
+from ._native import lib
 from ._stdlib import SPLITS_CHDIR
 
 

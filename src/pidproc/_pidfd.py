@@ -33,7 +33,8 @@ from collections.abc import Callable, Iterable
 from time import monotonic as _time
 from typing import Any
 
-from ._core import ffi, lib
+from . import _native
+from ._native import ffi, lib
 from ._pidfd_handle import pin_pidfd, unpin_pidfd
 from ._pidfd_info import (
     PIDFD_INFO_CGROUPID,
@@ -267,7 +268,7 @@ class PidFd:
         # Both below read /proc/self/fdinfo, whose PIDs belong to the PID
         # namespace /proc was mounted from: wrong in a process that entered
         # another PID namespace without mounting its own /proc.
-        if _USE_PIDFD_GETPID:
+        if _USE_PIDFD_GETPID and _native.MISSING is None:
             pid = lib.pidproc_pidfd_getpid(fd)
             if pid > 0:
                 return pid
@@ -405,7 +406,10 @@ class PidFd:
         ``targetfd``, close-on-exec, owned by the caller.
 
         Needs ptrace attach rights over the process (same user and not
-        restricted by Yama's ptrace_scope, or CAP_SYS_PTRACE)."""
+        restricted by Yama's ptrace_scope, or CAP_SYS_PTRACE).  Needs the C
+        core (Python has no pidfd_getfd)."""
+        if _native.MISSING is not None:
+            raise _native.missing_error("pidfd_getfd")
         fd = lib.pidproc_pidfd_getfd(self.fileno(), targetfd, 0)
         if fd >= 0:
             return fd
@@ -445,6 +449,8 @@ class PidFd:
                 return
             except OSError as e:
                 err = e.errno or 0
+        elif _native.MISSING is not None:
+            raise _native.missing_error("setns before Python 3.12")
         else:
             err = -lib.pidproc_setns(fd, int(nstypes))
             if err == 0:
@@ -490,7 +496,9 @@ class PidFd:
 
         ``advice``: an ``Advice`` (COLD, PAGEOUT, WILLNEED; COLLAPSE on 6.1+).
         Needs ptrace read access and, for a process other than ourselves,
-        CAP_SYS_NICE."""
+        CAP_SYS_NICE.  Needs the C core (Python has no process_madvise)."""
+        if _native.MISSING is not None:
+            raise _native.missing_error("process_madvise")
         fd = self.fileno()
         pairs = [(int(a), int(n)) for a, n in ranges]
         total = 0

@@ -42,4 +42,5 @@ def check(name: str) -> None:
 
 
 for name in ("clone3", "clone", "fork"):
-    check(name)
+    if name in pidproc.backends():  # without the C core: fork alone
+        check(name)

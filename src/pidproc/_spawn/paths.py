@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .._core import ffi, lib
+from .._native import ffi, lib
 
 # What a request may need that not every path can express (``needs``).
 PREEXEC_FN = "preexec_fn"  # Python code in the child: only a fork can run it

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .._core import ffi
+from .._native import ffi
 from .convert import _c_int, _ids, _pid_t, fsencode_checked
 
 StrOrBytesPath = str | bytes | os.PathLike[str] | os.PathLike[bytes]

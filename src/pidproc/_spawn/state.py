@@ -24,7 +24,7 @@ import os
 import threading
 from collections.abc import Iterator
 
-from .. import _stdlib
+from .. import _native, _stdlib
 from .._errors import BackendUnavailable
 from .paths import BY_NAME, NAMES, PATHS, SpawnPath, Unusable
 
@@ -158,6 +158,9 @@ def pidfd_wait_state() -> State:
 def _static_check(path: SpawnPath) -> None:
     """Facts known without spawning anything."""
     if _state[path.name] is not State.UNKNOWN:
+        return
+    if path.c_function is not None and _native.MISSING is not None:
+        mark_unusable(path.name, errno.ENOSYS, _native.MISSING)
         return
     pidfd_wait_state()
     if _state[path.name] is not State.UNKNOWN or path.static_check is None:
