@@ -13,8 +13,9 @@ The design
     others are what it is compared with (the stdlib, the C floor, a variant).
     A side is a function ``run(n)`` that performs ``n`` operations and returns
     their measurements in seconds, one per operation (or one per child, for
-    S5).  Each side times itself with the same code; the pidproc and stdlib
-    sides of a scenario are built by one factory that takes the module
+    S5), or in the scenario's own unit where it names one (MiB for S6d).
+    Each side times itself with the same code; the pidproc and stdlib sides
+    of a scenario are built by one factory that takes the module
     (``pidproc`` or ``subprocess``), so only the module differs.
 
     ``compare(benchmark, scenario)`` runs rounds.  In each round every side
@@ -84,9 +85,10 @@ class Side:
 class Target:
     """What pidproc must reach against one side (or on its own)."""
 
-    kind: Literal["faster", "at_most", "within"]
+    kind: Literal["faster", "at_most", "within", "at_most_plus"]
     value: float
     other: str | None = None
+    quantity: str = "time"  # what at_most compares: "time", "peak RSS"
 
     @classmethod
     def faster(cls, other: str, by: float) -> Target:
@@ -94,9 +96,15 @@ class Target:
         return cls("faster", by, other)
 
     @classmethod
-    def at_most(cls, other: str, times: float) -> Target:
-        """pidproc's time at most ``times`` the time of ``other``."""
-        return cls("at_most", times, other)
+    def at_most(cls, other: str, times: float, quantity: str = "time") -> Target:
+        """pidproc's time (or other quantity) at most ``times`` that of ``other``."""
+        return cls("at_most", times, other, quantity)
+
+    @classmethod
+    def at_most_plus(cls, other: str, seconds: float) -> Target:
+        """pidproc's time at most ``other``'s plus ``seconds`` (a fixed cost,
+        such as an import, where a ratio says little)."""
+        return cls("at_most_plus", seconds, other)
 
     @classmethod
     def within(cls, seconds: float) -> Target:
@@ -107,7 +115,9 @@ class Target:
         if self.kind == "faster":
             return f"pidproc >= {self.value:g}x faster than {self.other}"
         if self.kind == "at_most":
-            return f"pidproc's time <= {self.value:.2f}x {self.other}'s"
+            return f"pidproc's {self.quantity} <= {self.value:.2f}x {self.other}'s"
+        if self.kind == "at_most_plus":
+            return f"pidproc's time <= {self.other}'s + {fmt_seconds(self.value)}"
         return f"pidproc <= {fmt_seconds(self.value)}"
 
 
@@ -126,6 +136,9 @@ class Scenario:
     # Pairs of other sides whose paired time ratio is reported for context,
     # e.g. ("stdlib", "C floor"): how far the stdlib itself is from the floor.
     context: list[tuple[str, str]] = field(default_factory=list)
+    # What a sample is in: "s" (seconds, the default) or another unit
+    # ("MiB"); ratios are the same either way: other side's / pidproc's.
+    unit: str = "s"
 
 
 @dataclass
@@ -182,6 +195,15 @@ class Result:
         ]
         return median_interval(ratios)
 
+    def difference(self, a: str, b: str) -> Interval:
+        """Median over rounds of statistic(a's batch) - statistic(b's batch)."""
+        return median_interval(
+            [
+                self.statistic(ta) - self.statistic(tb)
+                for ta, tb in zip(self.side(a).rounds, self.side(b).rounds, strict=True)
+            ]
+        )
+
     def verdicts(self) -> list[Verdict]:
         out = []
         names = {s.name for s in self.sides}
@@ -195,6 +217,12 @@ class Result:
                 ok_point, ok_any = iv.point <= t.value, iv.low <= t.value
                 low, high = fmt_seconds(iv.low), fmt_seconds(iv.high)
                 text = f"median {fmt_seconds(iv.point)} (95 % CI {low} .. {high})"
+            elif t.kind == "at_most_plus":
+                assert t.other is not None
+                iv = self.difference(self.sides[0].name, t.other)
+                ok_point, ok_any = iv.point <= t.value, iv.low <= t.value
+                low, high = fmt_seconds(iv.low), fmt_seconds(iv.high)
+                text = f"{fmt_seconds(iv.point)} more (95 % CI {low} .. {high}), paired per round"
             else:
                 assert t.other is not None
                 iv = self.speedup(t.other)
@@ -204,7 +232,7 @@ class Result:
                     text = f"{iv.point:.2f}x faster (95 % CI {iv.low:.2f} .. {iv.high:.2f})"
                 else:
                     text = (
-                        f"time ratio {1 / iv.point:.3f} "
+                        f"{t.quantity} ratio {1 / iv.point:.3f} "
                         f"(95 % CI {1 / iv.high:.3f} .. {1 / iv.low:.3f})"
                     )
             status: Literal["met", "within noise", "missed"]
@@ -225,6 +253,13 @@ def median_interval(values: Sequence[float]) -> Interval:
     lo = max(0, math.floor(n / 2 - half))
     hi = min(n - 1, math.ceil(n / 2 + half) - 1)
     return Interval(statistics.median(xs), xs[lo], xs[hi])
+
+
+def fmt_value(x: float, unit: str) -> str:
+    """A sample in its scenario's unit."""
+    if unit == "s":
+        return fmt_seconds(x)
+    return f"{x:.4g} {unit}"
 
 
 def fmt_seconds(s: float) -> str:
@@ -270,7 +305,8 @@ class Progress:
         parts = []
         for s in sides:
             if s.rounds:
-                parts.append(f"{s.name} {fmt_seconds(statistics.median(s.samples))}")
+                unit = self.scenario.unit
+                parts.append(f"{s.name} {fmt_value(statistics.median(s.samples), unit)}")
         line = (
             f"[{self.scenario.key}] round {done}/{total}  "
             + "  ".join(parts)
