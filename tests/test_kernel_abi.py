@@ -117,6 +117,7 @@ PROGRAM = textwrap.dedent(
         SHOW(PIDFD_INFO_SIZE_VER0);
     #endif
         SHOW(__NR_pidfd_open);
+        SHOW(__NR_pidfd_send_signal);
         SHOW(__NR_clone3);
         SHOW(__NR_close_range);
         SHOW(__NR_pidfd_getfd);
@@ -272,6 +273,7 @@ C_SOURCES = Path(__file__).resolve().parents[1] / "src" / "pidproc" / "_c"
     "name",
     [
         "__NR_pidfd_open",
+        "__NR_pidfd_send_signal",
         "__NR_clone3",
         "__NR_close_range",
         "__NR_pidfd_getfd",
@@ -283,7 +285,8 @@ def test_syscall_numbers_the_c_core_falls_back_to(headers: dict[str, int], name:
     # the syscall, with the numbers shared by every architecture but alpha.
     if not C_SOURCES.is_dir():
         pytest.skip("the C sources are not here (an installed copy)")
-    source = "".join(p.read_text() for p in sorted(C_SOURCES.glob("*.c")))
+    files = sorted([*C_SOURCES.glob("*.c"), *C_SOURCES.glob("*.h")])
+    source = "".join(p.read_text() for p in files)
     fallbacks = re.findall(rf"#define {name} (\d+)", source)
     assert fallbacks, f"no fallback for {name} in {C_SOURCES}"
     assert {int(n) for n in fallbacks} == {headers[name]}
