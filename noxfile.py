@@ -184,8 +184,10 @@ def arm64(session: nox.Session) -> None:
     """The C core and the spawn-path tests on aarch64: an arm64 Debian root
     under Linux 6.1 and 7.2 in qemu-system-aarch64 VMs (root only).
 
-    ``nox -s arm64 -- --kernel 6.1 --run "CMD"`` runs CMD in one VM instead
-    (the tree at /src, pidproc built there); see tools/arm64.py."""
+    ``nox -s arm64 -- --ci`` is CI's bounded run (kernel 7.2, a subset of
+    the files, only with a cached root); ``nox -s arm64 -- --kernel 6.1
+    --run "CMD"`` runs CMD in one VM instead (the tree at /src, pidproc
+    built there); see tools/arm64.py."""
     _run_as_root(session, "arm64", "debootstrap, mount and a user namespace for the arm64 root")
 
 
