@@ -9,6 +9,7 @@
     nox -s conformance  CPython's own test_subprocess with pidproc patched in
     nox -s distros      the suite inside Debian trixie/sid roots (glibc 2.41/2.43)
     nox -s kernels      the suite under Debian's kernels 6.1, 6.12 and 7.2 in qemu VMs
+    nox -s arm64        the spawn-path tests on aarch64, in arm64 qemu VMs (6.1 and 7.2)
     nox -s stress       the long reliability runs, with their table (~4 min, not in CI)
 
 Arguments after ``--`` reach pytest (or the tool) unchanged.
@@ -202,6 +203,18 @@ def kernels(session: nox.Session) -> None:
     ``nox -s kernels -- --kernel 7.2 --run "CMD"`` runs CMD in one VM instead
     (the tree at /src, pidproc installed); see tools/kernels.py."""
     _run_as_root(session, "kernels", "chroot and mount for the roots and images")
+
+
+@nox.session(python=False)
+def arm64(session: nox.Session) -> None:
+    """The C core and the spawn-path tests on aarch64: an arm64 Debian root
+    under Linux 6.1 and 7.2 in qemu-system-aarch64 VMs (root only).
+
+    ``nox -s arm64 -- --ci`` is CI's bounded run (kernel 7.2, a subset of
+    the files, only with a cached root); ``nox -s arm64 -- --kernel 6.1
+    --run "CMD"`` runs CMD in one VM instead (the tree at /src, pidproc
+    built there); see tools/arm64.py."""
+    _run_as_root(session, "arm64", "debootstrap, mount and a user namespace for the arm64 root")
 
 
 @nox.session

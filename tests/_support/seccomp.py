@@ -10,7 +10,8 @@ Rules are ``{syscall: errno}`` (deny every call), ``{syscall: (errno,
 arg_index, mask)}`` (deny only calls whose argument ``arg_index`` has any bit
 of ``mask`` set, e.g. ``clone`` with CLONE_PIDFD) or ``{syscall: (errno,
 arg_index, "==", value)}`` (deny only calls whose argument equals ``value``,
-e.g. ``waitid`` with idtype P_PIDFD).  Built on libseccomp
+e.g. ``waitid`` with idtype P_PIDFD) or ``{syscall: (errno, {arg_index:
+value, ...})}`` (deny only calls whose arguments all equal theirs).  Built on libseccomp
 (``libseccomp.so.2``, part of every Debian base system) through ctypes.
 
 A filter sees only the syscall's registers, never memory they point to, so
@@ -31,7 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-Rule = int | tuple[int, int, int] | tuple[int, int, str, int]
+Rule = int | tuple[int, int, int] | tuple[int, int, str, int] | tuple[int, dict[int, int]]
 
 SCMP_ACT_ALLOW = 0x7FFF0000
 SCMP_ACT_NOTIFY = 0x7FC00000
@@ -93,6 +94,11 @@ def install(rules: dict[str, Rule]) -> None:
                 raise ValueError(f"unknown syscall {name!r}")
             if isinstance(rule, int):
                 rc = lib.seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(rule), nr, 0, None)
+            elif len(rule) == 2:
+                err, equal = rule  # type: ignore[misc]
+                conds = [_ArgCmp(a, SCMP_CMP_EQ, v, 0) for a, v in equal.items()]
+                cmps = (_ArgCmp * len(conds))(*conds)
+                rc = lib.seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(err), nr, len(conds), cmps)
             elif len(rule) == 4:
                 err, arg, op, value = rule  # type: ignore[misc]
                 if op != "==":

@@ -15,7 +15,8 @@
  *
  * clone3 (kernel 5.3) needs a trampoline: with a new stack the child resumes
  * inside the syscall instruction on an empty stack, so it must not return
- * into C.  CLONE_CLEAR_SIGHAND (5.5) resets the handlers in the kernel and
+ * into C.  There is one for x86_64 and one for aarch64; other CPUs start
+ * at clone.  CLONE_CLEAR_SIGHAND (5.5) resets the handlers in the kernel and
  * saves the child ~64 sigaction calls.  Legacy clone (CLONE_PIDFD since 5.2)
  * goes through glibc's clone(), which switches stacks itself.
  */
@@ -97,13 +98,15 @@ static int end(struct pidproc_spawn *req, struct clone_frame *f, long pid, int e
     return 0;
 }
 
-#if defined(__x86_64__)
+#if defined(__x86_64__) || defined(__aarch64__)
+/* The same struct and syscall number (435) on both: clone3 is generic. */
 struct clone_args_v0 {
     uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
 };
 
 /* Returns the child's pid or -errno in the parent; the child calls fn(arg)
  * on its new stack and exits with its result, never returning here. */
+#if defined(__x86_64__)
 static long clone3_call(struct clone_args_v0 *ca, int (*fn)(void *), void *arg)
 {
     register long rax __asm__("rax") = __NR_clone3;
@@ -129,6 +132,35 @@ static long clone3_call(struct clone_args_v0 *ca, int (*fn)(void *), void *arg)
         : "rcx", "r11", "memory", "cc");
     return rax;
 }
+#else
+static long clone3_call(struct clone_args_v0 *ca, int (*fn)(void *), void *arg)
+{
+    /* The kernel preserves every register but x0 across svc, in the child
+     * too, so fn and arg are still in x2 and x3 there. */
+    register long x8 __asm__("x8") = __NR_clone3;
+    register long x0 __asm__("x0") = (long)ca;
+    register long x1 __asm__("x1") = sizeof *ca;
+    register int (*x2)(void *) __asm__("x2") = fn;
+    register void *x3 __asm__("x3") = arg;
+    __asm__ volatile(
+        "svc #0\n\t"
+        "cbnz x0, 1f\n\t"
+        /* child: sp is the 16-byte aligned top of the new stack; a zero
+         * frame pointer and link register end any unwinder's walk here */
+        "mov x29, xzr\n\t"
+        "mov x30, xzr\n\t"
+        "mov x0, x3\n\t"
+        "blr x2\n\t"
+        "mov x8, #94\n\t"   /* exit_group, the status in x0 */
+        "svc #0\n\t"
+        "brk #0\n"
+        "1:\n\t"
+        : "+r"(x0)
+        : "r"(x8), "r"(x1), "r"(x2), "r"(x3)
+        : "memory", "cc");
+    return x0;
+}
+#endif
 
 /* Set once a kernel (5.3, 5.4) rejected CLONE_CLEAR_SIGHAND: a fact about
  * the kernel, so caching it is safe.  A benign race at worst retries. */
