@@ -26,7 +26,9 @@ from __future__ import annotations
 import contextlib
 import enum
 import errno
+import inspect
 import os
+import subprocess
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -37,6 +39,19 @@ from ._request import SpawnRequest, probe_spec
 
 BACKENDS = ("pidfd_spawn", "clone3", "clone", "fork", "pid")
 C_BACKENDS = ("pidfd_spawn", "clone3", "clone")
+
+# 3.11+: the stdlib's spawn takes process_group (the fork and pid paths pass it on).
+STDLIB_TAKES_PGID = "process_group" in inspect.signature(subprocess.Popen).parameters
+# What each path can express beyond the stdlib's arguments, for chain(needs=):
+# the names are _lifecycle's NEED_* (a pidfd, a new process group,
+# pidproc's own C child, clone3's own flags).
+CAN: dict[str, frozenset[str]] = {
+    "pidfd_spawn": frozenset({"pidfd", "process_group"}),
+    "clone3": frozenset({"pidfd", "process_group", "c_child", "clone3"}),
+    "clone": frozenset({"pidfd", "process_group", "c_child"}),
+    "fork": frozenset({"pidfd", "process_group"} if STDLIB_TAKES_PGID else {"pidfd"}),
+    "pid": frozenset(),
+}
 
 _USE_PIDFD_SPAWN = True
 _USE_CLONE3 = True
@@ -245,17 +260,28 @@ class Spawned:
     backend: str
 
 
-def chain(*, preexec: bool, posix_spawnable: bool) -> list[str]:
-    """The paths to try for one request, in order."""
+_NO_NEEDS: frozenset[str] = frozenset()
+
+
+def chain(
+    *, preexec: bool, posix_spawnable: bool, needs: frozenset[str] = _NO_NEEDS
+) -> list[str]:
+    """The paths to try for one request, in order.  ``needs``: what the path
+    must express (see CAN); a path that cannot is skipped."""
     force = forced()
-    key = (force, preexec, posix_spawnable, _USE_PIDFD_SPAWN, _USE_CLONE3, _USE_CLONE, _USE_FORK)
+    key = (
+        force, preexec, posix_spawnable, needs,
+        _USE_PIDFD_SPAWN, _USE_CLONE3, _USE_CLONE, _USE_FORK,
+    )  # fmt: skip
     cached = _chains.get(key)
     if cached is None:
-        cached = _chains[key] = _compute_chain(force, preexec, posix_spawnable)
+        cached = _chains[key] = _compute_chain(force, preexec, posix_spawnable, needs)
     return cached
 
 
-def _compute_chain(force: str | None, preexec: bool, posix_spawnable: bool) -> list[str]:
+def _compute_chain(
+    force: str | None, preexec: bool, posix_spawnable: bool, needs: frozenset[str] = _NO_NEEDS
+) -> list[str]:
     names = list(BACKENDS)
     if force is not None:
         _static_check(force)
@@ -272,6 +298,8 @@ def _compute_chain(force: str | None, preexec: bool, posix_spawnable: bool) -> l
             continue  # preexec_fn runs Python in the child: only fork can
         if name == "pidfd_spawn" and not posix_spawnable:
             continue
+        if not needs <= CAN[name]:
+            continue  # e.g. a parent-death signal: only pidproc's own child sets one
         if name != force:
             _static_check(name)
         if _state[name] is not State.UNUSABLE:

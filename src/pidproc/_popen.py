@@ -31,6 +31,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import resource
 import select
 import signal
 import subprocess
@@ -40,8 +41,9 @@ from collections.abc import Callable
 from time import monotonic as _time
 from typing import Any, cast
 
-from . import _backends, _fdbudget
+from . import _backends, _fdbudget, _reap
 from ._errors import TransientSpawnError
+from ._lifecycle import Lifecycle
 from ._pidfd_info import exit_status_after_reap
 from ._request import (
     SpawnRequest,
@@ -90,7 +92,7 @@ class _PidfdHandle:
       object dies with the last reference, whichever comes last.
     """
 
-    __slots__ = ("fd", "_lock", "_pins", "_exposed", "_retired")
+    __slots__ = ("fd", "_lock", "_pins", "_exposed", "_retired", "rusage", "life", "__weakref__")
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
@@ -98,6 +100,8 @@ class _PidfdHandle:
         self._pins = 0
         self._exposed = False
         self._retired = False
+        self.rusage: Any = None  # what the reaping waitid reported (_reap)
+        self.life: Lifecycle | None = None  # the lifecycle options, if any
 
     def expose(self) -> int | None:
         with self._lock:
@@ -173,7 +177,15 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
     backend: str | None = None
     """The spawn path this child took: pidfd_spawn, clone3, clone, fork or pid."""
 
+    die_with_parent: str | None = None
+    """What kills the child when this process dies: "autokill", "pdeathsig", or None."""
+    kill_tree: str | None = None
+    """What holds the child's tree for signals: "cgroup", "process_group", or None."""
+    no_new_privs: str | None = None
+    """What set no_new_privs in the child: "clone_nnp", "prctl", or None."""
+
     _pidfd_handle: _PidfdHandle | None = None
+    _lifecycle: Lifecycle | None = None
 
     # The stdlib's private machinery we build on (absent from typeshed).
     _waitpid_lock: threading.Lock
@@ -181,6 +193,33 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
     _close_pipe_fds: Callable[..., None]
     _STDLIB_INTERNAL_POLL: Callable[..., int | None] = subprocess.Popen._internal_poll  # type: ignore[attr-defined]
     _STDLIB_WAIT: Callable[..., int] = subprocess.Popen._wait  # type: ignore[attr-defined]
+
+    def __init__(
+        self,
+        *args: Any,
+        die_with_parent: bool = False,
+        kill_tree: bool = False,
+        no_new_privs: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        if die_with_parent or kill_tree or no_new_privs:
+            self._lifecycle = life = Lifecycle(die_with_parent, kill_tree, no_new_privs)
+            try:
+                super().__init__(*args, **kwargs)
+            except BaseException:
+                life.abandon()
+                raise
+            life.spawned(self)
+        else:
+            super().__init__(*args, **kwargs)
+
+    @property
+    def rusage(self) -> resource.struct_rusage | None:
+        """The child's resource usage, as ``os.wait4`` reports it, once
+        pidproc has reaped it; None before, or where it cannot be known
+        (reaped by someone else, the kernel's autoreap, the ``pid`` path)."""
+        handle = self._pidfd_handle
+        return None if handle is None else _reap.rusage_of(handle)
 
     @property
     def pidfd(self) -> int | None:
@@ -221,8 +260,13 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
         start_new_session: bool,
         process_group: int = _NO_PGID,
     ) -> None:
+        life = self._lifecycle
+        needs = _backends._NO_NEEDS
+        if life is not None:
+            preexec_fn, process_group = life.prepare(preexec_fn, process_group, start_new_session)
+            needs = life.needs
         fds = (p2cread, c2pwrite, errwrite)
-        names = _backends.chain(preexec=preexec_fn is not None, posix_spawnable=True)
+        names = _backends.chain(preexec=preexec_fn is not None, posix_spawnable=True, needs=needs)
         if "pidfd_spawn" in names and not (
             type(umask) is int
             and umask < 0
@@ -232,7 +276,9 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
             and all(fd == -1 or fd > 2 or fd == n for n, fd in enumerate(fds))
             and _few_plain_fds(pass_fds)
         ):
-            names = _backends.chain(preexec=preexec_fn is not None, posix_spawnable=False)
+            names = _backends.chain(
+                preexec=preexec_fn is not None, posix_spawnable=False, needs=needs
+            )
         if names[0] in _backends.C_BACKENDS:
             args, executable = normalize_args(args, executable, shell)
             sys.audit("subprocess.Popen", executable, args, cwd, env)
@@ -269,6 +315,9 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
                     posix_spawn_checked=like_posix_spawn,
                 )  # fmt: skip
                 request = SpawnRequest(spec)
+            if life is not None:
+                life.apply(request)
+            failure: OSError | None = None
             try:
                 for name in names:
                     if name not in _backends.C_BACKENDS:
@@ -280,8 +329,8 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
                             p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite
                         )
                         return
-            except TransientSpawnError:
-                pass  # out of fds or processes: the stdlib's spawn below says what it says
+            except TransientSpawnError as e:
+                failure = e  # out of fds or processes: the stdlib's spawn below says what it says
             except OSError as e:
                 if like_posix_spawn is None:
                     like_posix_spawn = self._stdlib_would_posix_spawn(
@@ -292,6 +341,8 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
                     raise
                 # os.posix_spawn names the program in every failure.
                 raise OSError(e.errno, e.strerror, os.fspath(executable)) from None
+            if life is not None:
+                life.no_stdlib_spawn(names, failure)
         # The stdlib spawns (vfork, posix_spawn, or fork for preexec_fn).
         stdlib_args = [
             args, executable, preexec_fn, close_fds, pass_fds, cwd, env, startupinfo,
@@ -335,7 +386,8 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
     def _adopt(self, pid: int, pidfd: int | None, backend: str) -> None:
         self.pid = pid
         self._child_created = True
-        if pidfd is not None and not _fdbudget.fits(pidfd):
+        life = self._lifecycle
+        if pidfd is not None and not _fdbudget.fits(pidfd) and (life is None or life.may_drop_pidfd):
             # Unreaped, so its PID stays its own: held by it, as the stdlib.
             os.close(pidfd)
             pidfd = None
@@ -384,8 +436,7 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
     def _internal_poll(
         self,
         _deadstate: int | None = None,
-        _waitid: Callable[..., Any] = os.waitid,
-        _P_PIDFD: int = os.P_PIDFD,
+        _wait: Callable[..., Any] = _reap.wait,
         _FLAGS: int = os.WEXITED | os.WNOHANG,
     ) -> int | None:
         # Called by __del__: only locals and default arguments from here.
@@ -399,7 +450,7 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
         try:
             if self.returncode is None:
                 try:
-                    result = _waitid(_P_PIDFD, handle.fd, _FLAGS)
+                    result = _wait(handle, _FLAGS)
                 except ChildProcessError:
                     self._reaped_elsewhere(_deadstate)
                 except OSError:
@@ -421,7 +472,7 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
         handle = self._pidfd_handle
         assert handle is not None
         try:
-            result = os.waitid(os.P_PIDFD, handle.fd, flags)
+            result = _reap.wait(handle, flags)
         except ChildProcessError:
             self._reaped_elsewhere(None)
             return True
@@ -476,6 +527,9 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
     # ---- signalling -------------------------------------------------------
 
     def send_signal(self, sig: int) -> None:
+        life = self._lifecycle
+        if life is not None and life.signal_tree(self, sig):
+            return
         handle = self._pidfd_handle
         if handle is None:
             return super().send_signal(sig)
@@ -533,3 +587,17 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
             return
         with self._waitpid_lock:
             handle.close()
+
+
+def _init_signature() -> inspect.Signature:
+    """The stdlib's parameters, in its order, then pidproc's keyword-only ones
+    (help() and inspect show what Popen takes, not ``*args, **kwargs``)."""
+    stdlib = inspect.signature(subprocess.Popen.__init__)
+    ours = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=False)
+        for name in ("die_with_parent", "kill_tree", "no_new_privs")
+    ]
+    return stdlib.replace(parameters=[*stdlib.parameters.values(), *ours])
+
+
+Popen.__init__.__signature__ = _init_signature()  # type: ignore[attr-defined]

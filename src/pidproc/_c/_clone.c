@@ -22,6 +22,7 @@
 #include "_internal.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <sched.h>
 #include <stdint.h>
 #include <sys/syscall.h>
@@ -32,6 +33,8 @@
 #define CLONE_PIDFD 0x00001000
 #endif
 #define PIDPROC_CLONE_CLEAR_SIGHAND 0x100000000ULL
+#define PIDPROC_CLONE_INTO_CGROUP 0x200000000ULL
+#define PIDPROC_CLONE_AUTOREAP (1ULL << 34)
 #ifndef __NR_clone3
 #define __NR_clone3 435
 #endif
@@ -74,7 +77,13 @@ void pidproc_prepare(struct pidproc_spawn *req)
 void pidproc_reap_failed(struct pidproc_spawn *req)
 {
     int saved = errno;
-    if (req->pidfd >= 0) {
+    if (req->pidfd >= 0 && (req->clone3_flags & PIDPROC_CLONE_AUTOREAP)) {
+        /* Never waitable: the kernel reaps it.  Wait until it is gone
+         * (the pidfd turns readable), so that nothing of it is left. */
+        struct pollfd pfd = {req->pidfd, POLLIN, 0};
+        while (poll(&pfd, 1, -1) < 0 && errno == EINTR) {}
+        close(req->pidfd);
+    } else if (req->pidfd >= 0) {
         siginfo_t info;
         while (waitid((idtype_t)PIDPROC_P_PIDFD, (id_t)req->pidfd, &info, WEXITED) < 0 && errno == EINTR) {}
         close(req->pidfd);
@@ -108,18 +117,31 @@ static int not_here(int err)
     return err == ENOSYS || err == EPERM || err == EINVAL;
 }
 
+/* A failed clone with lifecycle options (extra clone3 flags, a cgroup) says
+ * nothing about the path itself: those were probed before they were asked
+ * for, so an error here is this request's (EPERM into a cgroup, EBUSY from a
+ * threaded one, ...) and is returned as an errno, never as "not here". */
+static int has_extras(const struct pidproc_spawn *req)
+{
+    return req->clone3_flags != 0 || req->into_cgroup;
+}
+
 #if defined(__x86_64__)
-struct clone_args_v0 {
+/* struct clone_args up to CLONE_ARGS_SIZE_VER2 (the cgroup field, 5.7). */
+struct clone_args_v2 {
     uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+    uint64_t set_tid, set_tid_size, cgroup;
 };
+#define CLONE_ARGS_SIZE_VER0 64
+#define CLONE_ARGS_SIZE_VER2 88
 
 /* Returns the child's pid or -errno in the parent; the child calls fn(arg)
  * on its new stack and exits with its result, never returning here. */
-static long clone3_call(struct clone_args_v0 *ca, int (*fn)(void *), void *arg)
+static long clone3_call(struct clone_args_v2 *ca, size_t size, int (*fn)(void *), void *arg)
 {
     register long rax __asm__("rax") = __NR_clone3;
     register void *rdi __asm__("rdi") = ca;
-    register long rsi __asm__("rsi") = sizeof *ca;
+    register long rsi __asm__("rsi") = (long)size;
     register int (*rdx)(void *) __asm__("rdx") = fn;
     register void *r8 __asm__("r8") = arg;
     __asm__ volatile(
@@ -147,12 +169,13 @@ static int clear_sighand_rejected;
 
 int pidproc_clone3_compiled(void) { return 1; }
 
-int pidproc_spawn_clone3(struct pidproc_spawn *req)
+static int clone3_spawn(struct pidproc_spawn *req, const sigset_t *child_mask)
 {
     struct pidproc_stack stack;
     sigset_t all, old;
-    struct pidproc_child ctx = {req, &old, 0};
+    struct pidproc_child ctx = {req, child_mask ? child_mask : &old, 0};
     int saved_errno = errno;
+    int extras = has_extras(req);
 
     pidproc_prepare(req);
     int rc = pidproc_stack_take(&stack);
@@ -165,16 +188,23 @@ int pidproc_spawn_clone3(struct pidproc_spawn *req)
     pthread_sigmask(SIG_BLOCK, &all, &old);
     long pid;
     for (;;) {
-        struct clone_args_v0 ca = {0};
+        struct clone_args_v2 ca = {0};
+        size_t size = CLONE_ARGS_SIZE_VER0;
         ctx.handlers_cleared = !clear_sighand_rejected;
-        ca.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD |
+        ca.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | req->clone3_flags |
                    (ctx.handlers_cleared ? PIDPROC_CLONE_CLEAR_SIGHAND : 0);
         ca.pidfd = (uint64_t)(uintptr_t)&req->pidfd;
-        ca.exit_signal = SIGCHLD;
+        /* An autoreaped child sends no exit signal: the kernel insists. */
+        ca.exit_signal = (req->clone3_flags & PIDPROC_CLONE_AUTOREAP) ? 0 : SIGCHLD;
         ca.stack = (uint64_t)(uintptr_t)stack.base;   /* clone3: base and size */
         ca.stack_size = stack.size;
-        pid = clone3_call(&ca, pidproc_child_main, &ctx);
-        if (pid == -EINVAL && ctx.handlers_cleared) {
+        if (req->into_cgroup) {
+            ca.flags |= PIDPROC_CLONE_INTO_CGROUP;
+            ca.cgroup = (uint64_t)(unsigned int)req->cgroup_fd;
+            size = CLONE_ARGS_SIZE_VER2;
+        }
+        pid = clone3_call(&ca, size, pidproc_child_main, &ctx);
+        if (pid == -EINVAL && ctx.handlers_cleared && !extras) {
             clear_sighand_rejected = 1;
             continue;
         }
@@ -186,9 +216,16 @@ int pidproc_spawn_clone3(struct pidproc_spawn *req)
 
     if (pid < 0) {
         req->pidfd = -1;
-        return not_here((int)-pid) ? (int)pid : (int)-pid;
+        return not_here((int)-pid) && !extras ? (int)pid : (int)-pid;
     }
     return finish(req, pid);
+}
+
+int pidproc_spawn_clone3(struct pidproc_spawn *req)
+{
+    if (req->via_keeper)
+        return pidproc_keeper_call(clone3_spawn, req);
+    return clone3_spawn(req, NULL);
 }
 #else
 int pidproc_clone3_compiled(void) { return 0; }
@@ -200,14 +237,16 @@ int pidproc_spawn_clone3(struct pidproc_spawn *req)
 }
 #endif
 
-int pidproc_spawn_clone(struct pidproc_spawn *req)
+static int clone_spawn(struct pidproc_spawn *req, const sigset_t *child_mask)
 {
     struct pidproc_stack stack;
     sigset_t all, old;
-    struct pidproc_child ctx = {req, &old, 0};
+    struct pidproc_child ctx = {req, child_mask ? child_mask : &old, 0};
     int saved_errno = errno;
 
     pidproc_prepare(req);
+    if (has_extras(req))
+        return EINVAL;   /* clone3 alone takes these; Python never sends them here */
     int rc = pidproc_stack_take(&stack);
     if (rc != 0) {
         errno = saved_errno;
@@ -231,4 +270,11 @@ int pidproc_spawn_clone(struct pidproc_spawn *req)
         return not_here(clone_errno) ? -clone_errno : clone_errno;
     }
     return finish(req, pid);
+}
+
+int pidproc_spawn_clone(struct pidproc_spawn *req)
+{
+    if (req->via_keeper)
+        return pidproc_keeper_call(clone_spawn, req);
+    return clone_spawn(req, NULL);
 }

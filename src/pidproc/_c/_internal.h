@@ -27,6 +27,17 @@ void pidproc_prepare(struct pidproc_spawn *req);
 /* Reap a child that failed before exec, close its pidfd; keeps errno. */
 void pidproc_reap_failed(struct pidproc_spawn *req);
 
+/* One clone3/clone spawn.  child_mask is the signal mask the child starts
+ * the program with: NULL for the calling thread's own, or the mask of the
+ * thread that handed the spawn to the keeper thread. */
+typedef int (*pidproc_spawn_fn)(struct pidproc_spawn *req, const sigset_t *child_mask);
+
+/* Run fn on the keeper thread (_lifecycle.c), a thread that never exits, so
+ * that a parent-death signal set in the child never fires because the
+ * Python thread that asked for the spawn ended.  Blocks until fn returns;
+ * the child gets the calling thread's signal mask. */
+int pidproc_keeper_call(pidproc_spawn_fn fn, struct pidproc_spawn *req);
+
 /* A stack for one clone3/clone child (_stack.c): usable bytes
  * [base, base + size), a PROT_NONE guard page below base. */
 struct pidproc_stack {
