@@ -263,9 +263,7 @@ class Spawned:
 _NO_NEEDS: frozenset[str] = frozenset()
 
 
-def chain(
-    *, preexec: bool, posix_spawnable: bool, needs: frozenset[str] = _NO_NEEDS
-) -> list[str]:
+def chain(*, preexec: bool, posix_spawnable: bool, needs: frozenset[str] = _NO_NEEDS) -> list[str]:
     """The paths to try for one request, in order.  ``needs``: what the path
     must express (see CAN); a path that cannot is skipped."""
     force = forced()

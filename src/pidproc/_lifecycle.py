@@ -61,6 +61,12 @@ CLONE_PIDFD_AUTOKILL = 1 << 36
 PIDFD_SIGNAL_PROCESS_GROUP = 1 << 2
 CAP_SYS_ADMIN = 21
 
+# Knobs, as _backends' _USE_<PATH>: False leaves a mechanism out, so the
+# next one can be tested here (a kernel before 6.9, a machine without a
+# writable cgroup2).
+_USE_CGROUP = True
+_USE_PIDFD_GROUP_SIGNAL = True
+
 # What a spawn path must be able to express (``_backends.chain(needs=)``).
 NEED_PIDFD = "pidfd"  # the child held by a pidfd: every path but "pid"
 NEED_PROCESS_GROUP = "process_group"  # process_group=0 honoured by the path
@@ -313,7 +319,7 @@ class Lifecycle:
                 raise _unavailable("no_new_privs", *_why_no_c_child())
 
         if self.want_tree:
-            if preexec_fn is None and clone3 and fact("cgroup_birth"):
+            if preexec_fn is None and clone3 and _USE_CGROUP and fact("cgroup_birth"):
                 self.tree = "cgroup"
                 needs.add(NEED_CLONE3)
             else:
@@ -342,8 +348,10 @@ class Lifecycle:
         )
         if not names:
             option = "die_with_parent" if self.want_die else "no_new_privs"
-            if self.want_tree and NEED_PIDFD in self.needs and not (
-                NEED_C_CHILD in self.needs or NEED_CLONE3 in self.needs
+            if (
+                self.want_tree
+                and NEED_PIDFD in self.needs
+                and not (NEED_C_CHILD in self.needs or NEED_CLONE3 in self.needs)
             ):
                 raise _unavailable(
                     "kill_tree", errno.ENOSYS, "needs a child held by a pidfd (Linux 5.4+)"
@@ -360,6 +368,8 @@ class Lifecycle:
 
     @staticmethod
     def cgroup_reason() -> str:
+        if not _USE_CGROUP:
+            return "disabled"
         return _cgroup.why_not() or _cgroup_reason[0] or "clone3 is not used here"
 
     def apply(self, request: SpawnRequest) -> None:
@@ -388,7 +398,11 @@ class Lifecycle:
         if failure is not None:
             raise OSError(failure.errno, failure.strerror) from None
         raise _unavailable(
-            "die_with_parent" if self.want_die else "kill_tree" if self.want_tree else "no_new_privs",
+            "die_with_parent"
+            if self.want_die
+            else "kill_tree"
+            if self.want_tree
+            else "no_new_privs",
             *_why_no_c_child(),
         )
 
@@ -423,25 +437,31 @@ class Lifecycle:
             return
         self._reaped = True
         if self.cgroup is not None:
-            self.cgroup.release()
+            try:
+                self.cgroup.release()
+            except:  # noqa: E722 - from Popen.__del__ at exit, even NameError: atexit removes it
+                pass
 
     # ---- signals -------------------------------------------------------------
 
-    def signal_tree(self, popen: Popen, sig: int) -> bool:
-        """Send sig to the child's tree.  True if the child itself was
-        signalled too (nothing more for send_signal to do)."""
+    def send_signal(self, popen: Popen, sig: int, to_child: Callable[[int], None]) -> None:
+        """Popen.send_signal with kill_tree: sig to the whole tree.
+        ``to_child`` signals the child itself, as send_signal does without."""
+        if self.tree == "process_group":
+            _signal_group(popen, sig)  # the child leads the group: it is in it
+            return
         if self.tree == "cgroup" and self.cgroup is not None:
             if sig == signal.SIGKILL:
-                self.cgroup.kill()
-            else:
-                # The child itself, while unreaped, through its own pidfd
-                # by send_signal; once reaped, its pid is not its own.
-                self.cgroup.signal(sig, popen.pid if popen.returncode is None else None)
-            return False
-        if self.tree == "process_group":
-            _signal_group(popen, sig)
-            return True
-        return False
+                self.cgroup.kill()  # every member at once, the child included
+                to_child(sig)  # as without kill_tree (poll; a dead child is left alone)
+                return
+            # The child first, through its own pidfd (as without kill_tree),
+            # so that it never sees its tree die before its own signal;
+            # then the others, the child excluded while its pid is its own.
+            to_child(sig)
+            self.cgroup.signal(sig, popen.pid if popen.returncode is None else None)
+            return
+        to_child(sig)
 
 
 def _signal_group(popen: Popen, sig: int) -> None:
@@ -464,7 +484,7 @@ def _signal_group(popen: Popen, sig: int) -> None:
     if fd < 0:
         return  # reaped: its group id may be anyone's
     try:
-        if fact("group_signal"):
+        if _USE_PIDFD_GROUP_SIGNAL and fact("group_signal"):
             try:
                 signal.pidfd_send_signal(fd, sig, None, PIDFD_SIGNAL_PROCESS_GROUP)
             except ProcessLookupError:
@@ -489,9 +509,7 @@ def _signal_group(popen: Popen, sig: int) -> None:
         handle.unpin()
 
 
-def _wrapped(
-    preexec_fn: Callable[[], Any] | None, setpgid: bool, nnp: bool
-) -> Callable[[], Any]:
+def _wrapped(preexec_fn: Callable[[], Any] | None, setpgid: bool, nnp: bool) -> Callable[[], Any]:
     """preexec_fn plus the options, in the forked child (the fork path)."""
 
     def run() -> None:
@@ -505,4 +523,3 @@ def _wrapped(
                 raise OSError(-rc, os.strerror(-rc))
 
     return run
-

@@ -387,7 +387,11 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
         self.pid = pid
         self._child_created = True
         life = self._lifecycle
-        if pidfd is not None and not _fdbudget.fits(pidfd) and (life is None or life.may_drop_pidfd):
+        if (
+            pidfd is not None
+            and not _fdbudget.fits(pidfd)
+            and (life is None or life.may_drop_pidfd)
+        ):
             # Unreaped, so its PID stays its own: held by it, as the stdlib.
             os.close(pidfd)
             pidfd = None
@@ -528,8 +532,11 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
 
     def send_signal(self, sig: int) -> None:
         life = self._lifecycle
-        if life is not None and life.signal_tree(self, sig):
-            return
+        if life is not None and life.tree is not None:
+            return life.send_signal(self, sig, self._send_signal_to_child)
+        self._send_signal_to_child(sig)
+
+    def _send_signal_to_child(self, sig: int) -> None:
         handle = self._pidfd_handle
         if handle is None:
             return super().send_signal(sig)

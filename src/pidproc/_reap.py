@@ -37,7 +37,7 @@ def wait(
     flags: int,
     _new: Any = ffi.new,
     _waitid: Any = lib.pidproc_waitid_rusage,
-    _result: Any = os.waitid_result,
+    _result: type[os.waitid_result] = os.waitid_result,
     _WNOWAIT: int = os.WNOWAIT,
     _EINTR: int = _EINTR,
     _ECHILD: int = _ECHILD,
@@ -64,6 +64,8 @@ def wait(
 
 
 def _wait_autoreaped(handle: Any, flags: int) -> os.waitid_result | None:
+    if handle.fd < 0:
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))  # as waitid on a closed pidfd
     poller = select.poll()
     poller.register(handle.fd, select.POLLIN)
     if not poller.poll(0 if flags & os.WNOHANG else None):
