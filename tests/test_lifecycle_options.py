@@ -580,25 +580,39 @@ def test_cgroups_are_removed_at_exit() -> None:
     assert not os.path.exists(os.path.dirname(path)), "pidproc-<pid> left behind"
 
 
+@contextlib.contextmanager
+def another_group() -> Iterator[int]:
+    """The id of a process group that is not ours nor new: a helper's (in
+    our session: a process may only join a group of its own session)."""
+    helper = subprocess.Popen(["sleep", "60"], process_group=0)  # type: ignore[call-arg]
+    try:
+        yield helper.pid
+    finally:
+        helper.kill()
+        helper.wait()
+
+
 def test_cgroup_mode_allows_any_process_group() -> None:
     if not CGROUP_OK:
         pytest.skip("no writable cgroup2 directory here")
     if not _backends.STDLIB_TAKES_PGID:
         pytest.skip("process_group is 3.11+")
-    # The child joins our own process group; the tree is its cgroup alone,
-    # so killing the tree does not touch us.
-    p = pidproc.Popen(["sleep", "30"], kill_tree=True, process_group=os.getpgrp())
-    assert p.kill_tree == "cgroup" and os.getpgid(p.pid) == os.getpgrp()
-    p.kill()
-    assert p.wait() == -signal.SIGKILL
+    # The child joins another process group; the tree is its cgroup alone,
+    # so killing the tree leaves the rest of that group alone.
+    with another_group() as pgid:
+        p = pidproc.Popen(["sleep", "30"], kill_tree=True, process_group=pgid)
+        assert p.kill_tree == "cgroup" and os.getpgid(p.pid) == pgid
+        p.kill()
+        assert p.wait() == -signal.SIGKILL
+        assert os.getpgid(pgid) == pgid  # the group's leader lives on
 
 
 def test_process_group_mode_refuses_another_group(monkeypatch: pytest.MonkeyPatch) -> None:
     if not _backends.STDLIB_TAKES_PGID:
         pytest.skip("process_group is 3.11+")
     monkeypatch.setattr(_lifecycle, "_USE_CGROUP", False)
-    with pytest.raises(ValueError, match="process_group"):
-        pidproc.Popen(["true"], kill_tree=True, process_group=os.getpgrp())
+    with another_group() as pgid, pytest.raises(ValueError, match="process_group"):
+        pidproc.Popen(["true"], kill_tree=True, process_group=pgid)
     # A group of its own is what kill_tree makes anyway.
     for extra in ({"process_group": 0}, {"start_new_session": True}):
         with pidproc.Popen(["true"], kill_tree=True, **extra) as p:  # type: ignore[arg-type]
