@@ -236,6 +236,8 @@ else:
 p = box[0]
 print(json.dumps({"pid": p.pid, "die": getattr(p, "die_with_parent", None),
                   "backend": getattr(p, "backend", None)}), flush=True)
+if how == "exec":
+    os.execv("/bin/sleep", ["sleep", "600"])  # this process goes on as another program
 time.sleep(600)
 """
 
@@ -272,6 +274,23 @@ def test_parent_sigkilled_child_dies_within_a_second(backend: str, how: str) -> 
             assert not alive_for(fd, 1.0), "the child outlived its SIGKILLed parent"
         finally:
             os.close(fd)
+
+
+def test_parent_execs_child_dies(pidfd_backend: str) -> None:
+    # An exec ends every other thread (the keeper) and closes the
+    # close-on-exec pidfds: the program the parent was is gone.
+    if pidfd_backend == "fork":
+        pytest.skip("covered by test_paths_that_cannot_raise")
+    with cleanup(marker()) as mark:
+        parent, info, fd = start_parent({"die_with_parent": True}, "exec", mark, pidfd_backend)
+        try:
+            assert info["die"] == expected_die(pidfd_backend)
+            assert not alive_for(fd, 1.0), "the child outlived its parent's exec"
+            assert parent.poll() is None  # the parent itself runs on, as sleep
+        finally:
+            os.close(fd)
+            parent.kill()
+            parent.wait()
 
 
 def test_without_it_the_child_survives_its_parent() -> None:

@@ -317,14 +317,12 @@ def new_tree() -> Tree:
     if where is None:
         raise OSError(errno.EOPNOTSUPP, f"kill_tree cannot use a cgroup here: {_why_not}")
     with where.lock:
-        _remove_empty_leftovers(where)
-        while where.pool:
-            path = where.pool.pop()
-            state = _state(path)
-            if state == _EMPTY:  # nobody may have moved a process in
-                return Tree(where, path)
-            if state == _POPULATED:
-                where.leftovers.add(path)
+        if where.leftovers:
+            _remove_empty_leftovers(where)
+        if where.pool:
+            # Found empty when given back; only a privileged process moving
+            # one in could have changed that, and nothing of ours would.
+            return Tree(where, where.pool.pop())
         path = os.path.join(where.base, str(next(where.numbers)))
     try:
         os.mkdir(path, 0o755)
