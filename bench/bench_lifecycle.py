@@ -5,8 +5,10 @@ S10a  ``Popen([...], die_with_parent=True).wait()`` against the same spawn
       CAP_SYS_ADMIN: the parent-death signal set in the C child, the clone
       done by the keeper thread (a handover to another thread and back).
 S10b  ``kill_tree=True``: a cgroup per child where a cgroup2 directory is
-      writable (taken from the pool, given back at the reap: one
-      ``cgroup.events`` read each way), else a new process group.
+      writable (taken from the pool, given back at the reap after one
+      ``cgroup.events`` read), else a new process group.
+S10c  ``kill_tree=True`` in process-group mode (the cgroup knob off): what
+      kill_tree costs where no cgroup can be made.
 
 Target: each under 5 % of a plain spawn+wait (time ratio <= 1.05).
 """
@@ -18,9 +20,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from _compare import Scenario, Side, Target, compare
 
 import pidproc
+from pidproc import _lifecycle
 
 TRUE = "/bin/true"
 
@@ -78,3 +82,8 @@ def test_s10a_die_with_parent(benchmark: Any) -> None:
 
 def test_s10b_kill_tree(benchmark: Any) -> None:
     compare(benchmark, scenario("S10b", "kill_tree"))
+
+
+def test_s10c_kill_tree_process_group(benchmark: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_lifecycle, "_USE_CGROUP", False)
+    compare(benchmark, scenario("S10c", "kill_tree"))

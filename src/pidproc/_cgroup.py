@@ -185,15 +185,17 @@ _GONE, _EMPTY, _POPULATED = "gone", "empty", "populated"
 
 
 def _state(path: str) -> str:
-    """cgroup.events says whether any live process is in the cgroup."""
+    """cgroup.events says whether any live process is in the cgroup (read
+    at every reap: plain os calls, no file object)."""
     try:
-        with open(os.path.join(path, "cgroup.events")) as f:
-            for line in f:
-                if line.startswith("populated "):
-                    return _POPULATED if line.split()[1] != "0" else _EMPTY
+        fd = os.open(path + "/cgroup.events", os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return _GONE
-    return _POPULATED
+    try:
+        events = os.read(fd, 256)
+    finally:
+        os.close(fd)
+    return _EMPTY if b"populated 0" in events else _POPULATED
 
 
 class Tree:
