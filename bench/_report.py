@@ -285,6 +285,12 @@ def from_json(data: dict[str, Any]) -> list[Result]:
     return results
 
 
+def _order(key: str) -> tuple[int, str]:
+    """S1 < S4a < S9b < S10: by number, then by the letter."""
+    digits = "".join(c for c in key if c.isdigit())
+    return (int(digits) if digits else 0, key)
+
+
 def write(
     results: list[Result],
     directory: Path,
@@ -295,7 +301,7 @@ def write(
 ) -> tuple[str, list[str]]:
     """Write <stem>.{md,json,png}; return the Markdown and notes for the terminal."""
     directory.mkdir(parents=True, exist_ok=True)
-    results = sorted(results, key=lambda r: r.scenario.key)
+    results = sorted(results, key=lambda r: _order(r.scenario.key))
     notes = []
     why = chart(results, directory / f"{stem}.png", info)
     text = markdown(results, info, command, elapsed)

@@ -16,105 +16,43 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from typing import NamedTuple
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CLONE_CLEAR_SIGHAND = 0x100000000
+from ._support.programs import program
 
-# Python run before the probe is switched on: setup the scenario needs.
-_MANY_FDS = """
-import resource
-soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
-fds = [os.open("/dev/null", os.O_RDONLY) for _ in range(2000)]
-"""
-_NO_CLOSE_RANGE = 'seccomp.install({"close_range": errno.ENOSYS})\n'
-_HANDLERS = """
-for s in signal.valid_signals():
-    try:
-        signal.signal(s, lambda *a: None)
-    except (OSError, ValueError, RuntimeError):
-        pass
-"""
-# clone3 then retries without CLONE_CLEAR_SIGHAND: the child resets them.
-_NO_CLEAR_SIGHAND = f"seccomp.veto_clone3_flags({CLONE_CLEAR_SIGHAND}, errno.EINVAL)\n"
-_LONG_PATH = 'os.environ["PATH"] = ":".join(f"/nonexistent/{i}" for i in range(1000))\n'
-_IDS = "dict(user=0, group=0, extra_groups=list(range(1000, 1256)))"
 
-# name: (setup, the spawn, needs root)
-SCENARIOS: dict[str, tuple[str, str, bool]] = {
-    "plain": ("", 'pidproc.run(["true"], check=True)', False),
-    "close_fds by listing /proc/self/fd, 2000 fds open": (
-        _NO_CLOSE_RANGE + _MANY_FDS,
-        'pidproc.run(["true"], check=True, pass_fds=(fds[7], fds[900]))',
-        False,
-    ),
-    "user, group, 256 extra_groups": ("", f'pidproc.run(["true"], check=True, **{_IDS})', True),
-    "exec failing over 1000 PATH candidates": (
-        _LONG_PATH,
-        'try:\n    pidproc.run(["no-such-program"])\nexcept FileNotFoundError:\n    pass',
-        False,
-    ),
-    "handlers reset by the child (no CLONE_CLEAR_SIGHAND)": (
-        _HANDLERS + _NO_CLEAR_SIGHAND,
-        'pidproc.run(["true"], check=True)',
-        False,
-    ),
+class Scenario(NamedTuple):
+    needs_root: bool
+    # close_range() denied by a seccomp filter: skipped without libseccomp.
+    denies_close_range: bool
+
+
+# The child's heaviest code paths, each written out in
+# tests/programs/child_stack_probe.py.
+SCENARIOS: dict[str, Scenario] = {
+    "plain": Scenario(False, False),
+    "close_fds by listing /proc/self/fd, 2000 fds open": Scenario(False, True),
+    "user, group, 256 extra_groups": Scenario(True, False),
+    "exec failing over 1000 PATH candidates": Scenario(False, False),
+    # clone3 then retries without CLONE_CLEAR_SIGHAND: the child resets them.
+    "handlers reset by the child (no CLONE_CLEAR_SIGHAND)": Scenario(False, False),
     # The C core loaded with RTLD_LAZY: the child's first call of each libc
     # function goes through the dynamic linker's resolver, which saves the
     # vector registers on the stack (xsave).  CPython loads extensions with
     # RTLD_NOW, so this is the worst case of an embedding that does not.
-    "libc symbols bound lazily, by the child": (
-        "sys.setdlopenflags(os.RTLD_LAZY)\n" + _HANDLERS + _NO_CLEAR_SIGHAND,
-        'pidproc.run(["true"], check=True, cwd="/", umask=0o22, start_new_session=True)',
-        False,
-    ),
-    "all of the above, then exec": (
-        "sys.setdlopenflags(os.RTLD_LAZY)\n"
-        + _NO_CLOSE_RANGE
-        + _MANY_FDS
-        + _HANDLERS
-        + _NO_CLEAR_SIGHAND
-        + _LONG_PATH,
-        'pidproc.run(["/bin/true"], check=True, pass_fds=(fds[7], fds[900]), cwd="/",'
-        " umask=0o22, start_new_session=True, restore_signals=True,"
-        ' env={"PATH": os.environ["PATH"] + ":/usr/bin:/bin", "X": "y" * 4096},'
-        " stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,"
-        f" **({_IDS} if os.geteuid() == 0 else {{}}))\n"
-        "try:\n"
-        '    pidproc.run(["no-such-program"], pass_fds=(fds[7],), cwd="/", umask=0o22,'
-        " start_new_session=True, restore_signals=True,"
-        f" **({_IDS} if os.geteuid() == 0 else {{}}))\n"
-        "except FileNotFoundError:\n"
-        "    pass",
-        False,
-    ),
+    "libc symbols bound lazily, by the child": Scenario(False, False),
+    "all of the above, then exec": Scenario(False, True),
 }
-
-_TEMPLATE = """\
-import errno, os, signal, subprocess, sys
-sys.path.insert(0, {root!r})
-from tests import seccomp
-del sys.path[0]
-{setup}
-import pidproc
-from pidproc._core import lib
-lib.pidproc_child_stack_probe(1)
-{spawn}
-print(lib.pidproc_child_stack_probe(0))
-"""
 
 
 def measure(scenario: str, path: str) -> int | None:
     """Bytes the child wrote on its stack in ``scenario`` on ``path``
     (clone3 or clone); None when the scenario needs root and this is not."""
-    setup, spawn, needs_root = SCENARIOS[scenario]
-    if needs_root and os.geteuid() != 0:
+    if SCENARIOS[scenario].needs_root and os.geteuid() != 0:
         return None
     env = dict(os.environ, PIDPROC_BACKEND=path)
-    code = _TEMPLATE.format(root=ROOT, setup=setup, spawn=spawn)
-    r = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
-    )
+    argv = [sys.executable, program("child_stack_probe"), scenario]
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
     if r.returncode != 0:
         raise RuntimeError(f"{scenario} on {path}: rc {r.returncode}\n{r.stderr}")
     return int(r.stdout.split()[-1])

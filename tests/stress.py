@@ -5,7 +5,7 @@
 
 With ``PIDPROC_STRESS_REPORT=<file>`` each reliability test appends one JSON
 line per class of fault or input it tried; ``python -m tests.stress <file>``
-prints them as the table the issue asks for.  A test records before it
+prints them as a table (case by case, stdlib against pidproc).  A test records before it
 asserts, so a failing class shows up in the table with its divergences.
 """
 

@@ -22,7 +22,10 @@ import pidproc.asyncio as pa
 from pidproc import _aio_transport
 from pidproc._pidfd import _EXIT_INFO_KEPT
 
-from .conftest import PY, USABLE, children
+from ._support.features import IN_PRIVATE_PID_NS, PRIVATE_PID_NS, private_pid_ns
+from ._support.leaks import children
+from ._support.programs import program
+from .conftest import PY, USABLE
 
 T = TypeVar("T")
 
@@ -198,30 +201,13 @@ def test_signal_after_exit_is_the_stdlibs(no_leaks: None) -> None:
     )
 
 
-STRACE_SCRIPT = r"""
-import asyncio, signal, sys
-import pidproc, pidproc.asyncio
-if sys.argv[1] == "patched":
-    pidproc.patch()
-    create = asyncio.create_subprocess_exec
-else:
-    create = pidproc.asyncio.create_subprocess_exec
-async def main():
-    p = await create("sleep", "30")
-    print(p.pid, flush=True)
-    p.send_signal(signal.SIGUSR2)
-    assert await p.wait() == -signal.SIGUSR2
-asyncio.run(main())
-"""
-
-
 @pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
 @pytest.mark.parametrize("mode", ["pidproc.asyncio", "patched"])
 def test_signals_go_through_pidfd_send_signal(mode: str, tmp_path: Any) -> None:
     log = tmp_path / "strace.log"
     r = subprocess.run(
         ["strace", "-f", "-qq", "-o", str(log), "-e", "trace=kill,tgkill,pidfd_send_signal"]
-        + [PY, "-c", STRACE_SCRIPT, mode],
+        + [PY, program("asyncio_strace_signal"), mode],
         capture_output=True,
         text=True,
         timeout=60,
@@ -237,68 +223,21 @@ def test_signals_go_through_pidfd_send_signal(mode: str, tmp_path: Any) -> None:
 
 # ---- PID reuse (gh-127049) ---------------------------------------------------
 
-REUSE = r"""
-import asyncio, os, subprocess, sys
-mode = sys.argv[1]
-if mode == "pidproc":
-    import pidproc.asyncio
-    create = pidproc.asyncio.create_subprocess_exec
-else:
-    if mode == "patched":
-        import pidproc
-        pidproc.patch()
-    create = asyncio.create_subprocess_exec
-
-async def main():
-    a = await create("sleep", "0")
-    # A exits and is reaped before asyncio has run its exit callback (in
-    # gh-127049 the child watcher reaps; here we do, deterministically).
-    try:
-        os.waitpid(a.pid, 0)
-    except ChildProcessError:
-        pass  # 3.10/3.11: the watcher's thread was first
-    with open("/proc/sys/kernel/ns_last_pid", "w") as f:
-        f.write(str(a.pid - 1))
-    b = subprocess.Popen(["sleep", "30"])    # gets A's PID
-    assert b.pid == a.pid, (a.pid, b.pid)
-    a.kill()                                  # no await since A was reaped
-    await asyncio.wait_for(a.wait(), 10)
-    try:
-        b.wait(timeout=0.5)                   # a SIGKILL ends it at once
-        print("killed")
-    except subprocess.TimeoutExpired:
-        print("survived")
-        b.kill()
-        b.wait()
-
-import warnings
-warnings.simplefilter("ignore", DeprecationWarning)
-asyncio.run(main())
-"""
-
-
-def _unshare_works() -> bool:
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        return False
-    r = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True)
-    return r.returncode == 0
-
-
 REUSE_RUNS = [("stdlib", None), ("patched", None)] + [("pidproc", b) for b in USABLE]
 
 
 @pytest.fixture(scope="module")
 def reuse_outcomes() -> dict[tuple[str, str | None], str]:
-    """Every REUSE run, each in its own private PID namespace, side by side."""
-    if not _unshare_works():
-        pytest.skip("needs root and unshare --pid (a private PID ns)")
+    """Every run of programs/asyncio_reuse.py, each in its own PID namespace, side by side."""
+    if not private_pid_ns():
+        pytest.skip(PRIVATE_PID_NS)
     procs = {}
     for mode, backend_name in REUSE_RUNS:
         env = dict(os.environ)
         env.pop("PIDPROC_BACKEND", None)
         if backend_name is not None:
             env["PIDPROC_BACKEND"] = backend_name
-        cmd = ["unshare", "--pid", "--fork", "--mount-proc", PY, "-c", REUSE, mode]
+        cmd = [*IN_PRIVATE_PID_NS, PY, program("asyncio_reuse"), mode]
         procs[mode, backend_name] = subprocess.Popen(
             cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
@@ -614,26 +553,13 @@ def test_wait_pidfd_reaps_our_child(no_leaks: None) -> None:
     assert popen_rc == (6 if _EXIT_INFO_KEPT else 0)  # reaped behind its back
 
 
-GRANDPARENT = r"""
-import os, subprocess, sys, time
-# A grandchild of the test: it exits after 0.1 s, its parent (this script)
-# reaps it 0.4 s later.  It is not the test's child.
-g = subprocess.Popen(["sh", "-c", "sleep 0.1; exit 7"])
-print(g.pid, flush=True)
-sys.stdin.readline()
-time.sleep(0.5)
-g.wait()
-time.sleep(30)
-"""
-
-
 def test_wait_pidfd_for_a_process_that_is_not_our_child(no_leaks: None) -> None:
     """Its status comes from PIDFD_INFO_EXIT (Linux 6.15+) once its own
     parent reaps it; while it is an unreaped zombie the loop does not spin."""
 
     async def main() -> tuple[int | None, float, float]:
         parent = await pa.create_subprocess_exec(
-            PY, "-c", GRANDPARENT, stdin=pa.PIPE, stdout=pa.PIPE
+            PY, program("asyncio_grandparent"), stdin=pa.PIPE, stdout=pa.PIPE
         )
         assert parent.stdout is not None and parent.stdin is not None
         pid = int(await parent.stdout.readline())

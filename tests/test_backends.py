@@ -11,15 +11,17 @@ from pathlib import Path
 import pytest
 
 import pidproc
-from pidproc import _backends
+from pidproc._spawn import state as _backends
 
+from ._support.programs import program
 from .conftest import PY, USABLE
 
 
-def run_py(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+def run_py(*argv: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python ARGV`` without PIDPROC_BACKEND, with ``env`` added."""
     full_env = {k: v for k, v in os.environ.items() if k != "PIDPROC_BACKEND"}
     full_env.update(env)
-    return subprocess.run([PY, "-c", code], env=full_env, capture_output=True, text=True)
+    return subprocess.run([PY, *argv], env=full_env, capture_output=True, text=True)
 
 
 def test_backends_are_best_first_and_end_with_pid() -> None:
@@ -38,13 +40,13 @@ def test_default_path_is_the_best_one() -> None:
 
 @pytest.mark.parametrize("name", USABLE)
 def test_environment_variable_forces_a_path(name: str) -> None:
-    r = run_py("import pidproc; p = pidproc.Popen(['true']); p.wait(); print(p.backend)",
+    r = run_py("-c", "import pidproc; p = pidproc.Popen(['true']); p.wait(); print(p.backend)",
                PIDPROC_BACKEND=name)  # fmt: skip
     assert r.stdout.strip() == name, r.stderr
 
 
 def test_unknown_path_is_a_clear_error() -> None:
-    r = run_py("import pidproc; pidproc.Popen(['true'])", PIDPROC_BACKEND="posix_spawn")
+    r = run_py("-c", "import pidproc; pidproc.Popen(['true'])", PIDPROC_BACKEND="posix_spawn")
     assert "ValueError: PIDPROC_BACKEND='posix_spawn': unknown spawn path" in r.stderr
     with pytest.raises(ValueError, match="unknown spawn path"):
         with pidproc.use_backend("vfork"):
@@ -83,20 +85,7 @@ def test_preexec_fn_takes_the_fork_path_with_a_pidfd(backend: str) -> None:
 def test_transient_failure_is_not_cached() -> None:
     """EMFILE while creating the pidfd says nothing about the kernel: the next
     spawn, with the limit raised, takes the best path again."""
-    code = (
-        "import os, resource, pidproc\n"
-        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
-        "n = len(os.listdir('/proc/self/fd'))\n"
-        "resource.setrlimit(resource.RLIMIT_NOFILE, (n - 1, hard))\n"
-        "try:\n"
-        "    pidproc.Popen(['true'])\n"
-        "except OSError as e:\n"
-        "    print('error', e.errno)\n"
-        "resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))\n"
-        "p = pidproc.Popen(['true']); p.wait()\n"
-        "print(p.backend, pidproc.backends()[0])\n"
-    )
-    r = run_py(code)
+    r = run_py(program("backends_transient_emfile"))
     lines = r.stdout.split("\n")
     assert lines[0] == f"error {__import__('errno').EMFILE}", r.stderr
     best = USABLE[0]

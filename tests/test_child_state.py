@@ -20,47 +20,19 @@ import pytest
 
 import pidproc
 
+from ._support.features import runnable_by_anyone
+from ._support.programs import program, source
 from .conftest import PY
-
-REPORT = r"""
-import json, os, sys
-status = {}
-with open('/proc/self/status') as f:
-    for line in f:
-        key, _, value = line.partition(':')
-        if key in ('Uid', 'Gid', 'Groups'):
-            status[key] = value.split()
-with open('/proc/self/stat') as f:
-    fields = f.read().rsplit(')', 1)[1].split()
-pid = os.getpid()
-umask = os.umask(0)
-print(json.dumps({
-    'argv': sys.argv[1:],
-    'cwd': os.getcwd(),
-    'umask': umask,
-    'env': {k: v for k, v in os.environ.items() if k not in ('LC_CTYPE',)},
-    'own_pgrp': int(fields[2]) == pid,
-    'own_session': int(fields[3]) == pid,
-    'parent_pgrp': int(fields[2]) == os.getpgid(os.getppid()),
-    'fds': sorted(int(fd) for fd in os.listdir('/proc/self/fd')),
-    'status': status,
-}))
-"""
 
 # Signal state is read by grep itself: a Python child would change it.
 SIGNALS = ["grep", "-E", "^Sig(Blk|Ign|Cgt)", "/proc/self/status"]
 
 
-def _world_executable(path: str) -> bool:
-    """Can an unprivileged user (the uid we drop to) run this interpreter?"""
-    parts = os.path.realpath(path).split("/")
-    dirs = ["/".join(parts[:i]) or "/" for i in range(1, len(parts))]
-    return all(os.stat(d).st_mode & 0o001 for d in dirs) and bool(os.stat(path).st_mode & 0o001)
-
-
-# The reporter must also run after a drop to nobody: /root/.pyenv is 0700.
+# The reporter must also run after a drop to nobody: /root/.pyenv is 0700
+# (and the tree may be out of its reach: it runs from its text, with -c).
+REPORT = source("child_state_report")
 REPORTER = next(
-    (p for p in (PY, "/usr/bin/python3") if os.path.exists(p) and _world_executable(p)), None
+    (p for p in (PY, "/usr/bin/python3") if os.path.exists(p) and runnable_by_anyone(p)), None
 )
 
 
@@ -171,21 +143,11 @@ def test_signal_state_with_parent_handlers_mask_and_ignores(backend: str) -> Non
 def test_stdio_low_fd_shuffle(backend: str) -> None:
     """stdout given as fd 0 and stderr as fd 1 (bpo-12607): no source is
     overwritten by an earlier dup2."""
-    code = "import sys; sys.stdout.write('o'); sys.stdout.flush(); sys.stderr.write('e')"
-    script = (
-        "import os, subprocess, sys\n"
-        "import pidproc\n"
-        "mod = pidproc if sys.argv[1] == 'pidproc' else subprocess\n"
-        "r1, w1 = os.pipe(); r2, w2 = os.pipe()\n"
-        "os.dup2(w1, 0); os.dup2(w2, 1)\n"
-        f"p = mod.Popen([sys.executable, '-c', {code!r}], stdout=0, stderr=1)\n"
-        "p.wait(); os.close(0); os.close(1)\n"
-        "os.close(w1); os.close(w2)\n"
-        "sys.stderr.write(repr((os.read(r1, 10), os.read(r2, 10))))\n"
-    )
     env = dict(os.environ, PIDPROC_BACKEND=backend)
     results = [
-        subprocess.run([PY, "-c", script, mod], env=env, capture_output=True, text=True)
+        subprocess.run(
+            [PY, program("child_state_low_fds"), mod], env=env, capture_output=True, text=True
+        )
         for mod in ("pidproc", "subprocess")
     ]
     assert results[0].stderr == results[1].stderr == "(b'o', b'e')"

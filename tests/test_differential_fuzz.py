@@ -28,7 +28,10 @@ from hypothesis import strategies as st
 
 import pidproc
 
-from .conftest import USABLE, bad_programs, children, open_fds
+from ._support.leaks import children, live_fds
+from ._support.outcome import outcome
+from ._support.programs import bad_programs
+from .conftest import USABLE
 from .stress import STRESS, record
 
 HAS_PGID = "process_group" in inspect.signature(subprocess.Popen).parameters
@@ -197,37 +200,27 @@ def resolve(value: Any, s: dict[str, Any]) -> Any:
     return value
 
 
-def outcome(module: Any, kwargs: dict[str, Any]) -> tuple[Any, ...]:
+def finished(module: Any, kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    """The outcome of the Popen run to its end: return code and output."""
     text = kwargs.get("text", False)
     give = kwargs.get("stdin") == subprocess.PIPE
     data: Any = ("in" if text else b"in") if give else None
+
+    def run() -> tuple[Any, ...]:
+        with module.Popen(**kwargs) as p:
+            out, err = p.communicate(data, timeout=20)
+        return (p.returncode, out, err)
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "pass_fds overriding close_fds", alike in both
-        try:
-            with module.Popen(**kwargs) as p:
-                out, err = p.communicate(data, timeout=20)
-            return ("ok", p.returncode, out, err)
-        except subprocess.TimeoutExpired:
-            raise
-        except Exception as e:  # noqa: BLE001 - comparing whatever is raised
-            return (
-                type(e),
-                getattr(e, "errno", None),
-                getattr(e, "filename", None),
-                getattr(e, "filename2", None),
-                str(e),
-            )
-
-
-def live_fds() -> set[int]:
-    return {fd for fd in open_fds() if os.path.exists(f"/proc/self/fd/{fd}")}
+        return outcome(run)
 
 
 def run_leak_checked(module: Any, kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], int]:
     """The outcome, and how many fds and children the call left behind
     (closed and reaped here, so that they do not pile up)."""
     fds, kids = live_fds(), {pid for pid, _ in children()}
-    result = outcome(module, dict(kwargs))
+    result = finished(module, dict(kwargs))
     leaked = live_fds() - fds
     for fd in leaked:
         os.close(fd)
@@ -301,7 +294,7 @@ def test_same_outcome_as_the_stdlib(
     check(call, scratch, tally)
 
 
-# ---- the classes of the issue, each forced at least once ---------------------
+# ---- each class of bad input, forced at least once --------------------------
 
 CLASSES: dict[str, Callable[[], dict[str, Any]]] = {
     "missing program": lambda: {"args": ["pidproc-no-such-program"]},
@@ -357,28 +350,27 @@ if HAS_PGID:
     }  # fmt: skip
 
 
-@pytest.mark.parametrize("case", sorted(FOUND))
-def test_found_by_hypothesis(case: str, scratch: dict[str, Any]) -> None:
+def check_one(call: dict[str, Any], scratch: dict[str, Any], label: str) -> None:
+    """check() for one call, recorded for the stress table under ``label``."""
     counts = {"cases": 0, "divergences": 0, "leaked": 0}
     try:
-        check(FOUND[case](), scratch, counts)
+        check(call, scratch, counts)
     finally:
-        record("cases hypothesis found (each failed before its fix)",
-               counts["cases"] * len(USABLE), counts["divergences"], counts["leaked"])  # fmt: skip
+        record(label, counts["cases"] * len(USABLE), counts["divergences"], counts["leaked"])
+
+
+@pytest.mark.parametrize("case", sorted(FOUND))
+def test_found_by_hypothesis(case: str, scratch: dict[str, Any]) -> None:
+    check_one(FOUND[case](), scratch, "cases hypothesis found (each failed before its fix)")
 
 
 @pytest.mark.parametrize("klass", sorted(CLASSES))
 def test_each_input_class(klass: str, scratch: dict[str, Any]) -> None:
-    counts = {"cases": 0, "divergences": 0, "leaked": 0}
-    try:
-        check(CLASSES[klass](), scratch, counts)
-    finally:
-        record(f"input class: {klass}", counts["cases"] * len(USABLE), counts["divergences"],
-               counts["leaked"])  # fmt: skip
+    check_one(CLASSES[klass](), scratch, f"input class: {klass}")
 
 
 def test_generator_reaches_the_invalid_classes() -> None:
-    """The strategy really draws the kinds of bad input the issue lists."""
+    """The strategy really draws every kind of bad input listed above."""
     seen: set[str] = set()
 
     @settings(max_examples=1000, database=None, deadline=None, derandomize=True)

@@ -18,7 +18,9 @@ import pytest
 
 import pidproc
 
-from .conftest import PY, bad_programs
+from ._support.outcome import outcome
+from ._support.programs import bad_programs
+from .conftest import PY
 
 
 @pytest.fixture(scope="module")
@@ -27,20 +29,16 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
     yield {**files, "file": files["noexec"]}
 
 
-def outcome(module: Any, make_args: Callable[[], dict[str, Any]]) -> tuple[Any, ...]:
+def finished(module: Any, make_args: Callable[[], dict[str, Any]]) -> tuple[Any, ...]:
+    """The outcome of a Popen made with fresh arguments and run to its end."""
     kwargs = make_args()
-    try:
+
+    def run() -> Any:
         with module.Popen(**kwargs) as p:
             p.communicate(timeout=10)
-        return ("ok", p.returncode)
-    except Exception as e:  # noqa: BLE001 - comparing whatever is raised
-        return (
-            type(e),
-            getattr(e, "errno", None),
-            getattr(e, "filename", None),
-            str(e),
-            e.args,
-        )
+        return p.returncode
+
+    return outcome(run)
 
 
 CASES: dict[str, Callable[[dict[str, str]], dict[str, Any]]] = {
@@ -93,7 +91,7 @@ def test_same_outcome_as_stdlib(
     def make() -> dict[str, Any]:
         return CASES[case](scratch)
 
-    assert outcome(pidproc, make) == outcome(subprocess, make)
+    assert finished(pidproc, make) == finished(subprocess, make)
 
 
 def test_chdir_failure_names_cwd_and_exec_failure_names_program(backend: str) -> None:
@@ -121,4 +119,4 @@ def test_bad_process_group(backend: str, no_leaks: None) -> None:
     def make() -> dict[str, Any]:
         return {"args": ["true"], "process_group": 999999}
 
-    assert outcome(pidproc, make) == outcome(subprocess, make)
+    assert finished(pidproc, make) == finished(subprocess, make)

@@ -23,24 +23,25 @@ import pytest
 
 import pidproc
 
-from .conftest import PY, USABLE, children, open_fds
+from ._support.leaks import children, live_fds
+from ._support.outcome import short
+from ._support.programs import program
+from .conftest import PY, USABLE
 from .stress import record, scale
 
 PIPE_SETS: list[tuple[str, ...]] = [(), ("stdout",), ("stdin", "stdout", "stderr")]
 
 
-def outcome(module: Any, pipes: tuple[str, ...]) -> list[Any]:
+def spawned(module: Any, pipes: tuple[str, ...]) -> list[Any]:
+    """``true`` with these pipes: ["ok", returncode], or the short form of
+    what Popen raised (the assertions spell out the stdlib's message)."""
     kwargs = {name: subprocess.PIPE for name in pipes}
     try:
         p = module.Popen(["true"], **kwargs)
     except Exception as e:  # noqa: BLE001 - comparing whatever is raised
-        return [type(e).__name__, getattr(e, "errno", None), str(e)]
+        return short(e)
     p.communicate(timeout=10)
     return ["ok", p.returncode]
-
-
-def live_fds() -> set[int]:
-    return {fd for fd in open_fds() if os.path.exists(f"/proc/self/fd/{fd}")}
 
 
 def limit_leaving(free: int) -> int:
@@ -84,7 +85,7 @@ def test_rlimit_nofile(backend: str, nofile: tuple[int, int]) -> None:
                 before = live_fds()
                 resource.setrlimit(resource.RLIMIT_NOFILE, (limit_leaving(free), hard))
                 try:
-                    got.append(outcome(module, pipes))
+                    got.append(spawned(module, pipes))
                 finally:
                     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
                 if live_fds() != before:
@@ -159,58 +160,13 @@ def test_no_fd_left_for_the_pidfd_where_the_stdlib_needs_none(
 
 # ---- RLIMIT_NPROC ------------------------------------------------------------
 
-NPROC = r"""
-import json, os, resource, subprocess, sys
-import pidproc
-
-def fds():
-    return sorted(int(fd) for fd in os.listdir("/proc/self/fd")
-                  if os.path.exists(f"/proc/self/fd/{fd}"))
-
-def kids():
-    return open(f"/proc/self/task/{os.getpid()}/children").read().split()
-
-def outcome(M, args=["true"], **kw):
-    try:
-        p = M.Popen(args, **kw)
-    except Exception as e:
-        return [type(e).__name__, getattr(e, "errno", None), str(e)]
-    p.communicate()
-    return ["ok", p.returncode, getattr(p, "backend", None)]
-
-paths = sys.argv[1].split(",")
-if os.geteuid() == 0:
-    # Root is exempt from RLIMIT_NPROC: become nobody (imports are done).
-    os.setgroups([]); os.setgid(65534); os.setuid(65534)
-soft, hard = resource.getrlimit(resource.RLIMIT_NPROC)
-before = (fds(), kids())
-resource.setrlimit(resource.RLIMIT_NPROC, (0, hard))
-# The last one goes to os.posix_spawn in the stdlib, whose error names the program.
-SPAWNED = dict(args=["/bin/true"], close_fds=False)
-def three(M):
-    return [outcome(M), outcome(M, stdout=subprocess.PIPE), outcome(M, **SPAWNED)]
-out = {"stdlib": three(subprocess)}
-for name in paths:
-    with pidproc.use_backend(name):
-        out[name] = three(pidproc)
-with pidproc.use_backend(None):
-    out["default"] = three(pidproc)
-out["leaked"] = [before, (fds(), kids())]
-resource.setrlimit(resource.RLIMIT_NPROC, (soft, hard))
-out["after"] = {}
-for name in paths + [None]:
-    with pidproc.use_backend(name):
-        out["after"][str(name)] = outcome(pidproc)
-print(json.dumps(out))
-"""
-
 
 def test_rlimit_nproc() -> None:
     """clone/clone3/vfork answer EAGAIN: BlockingIOError as the stdlib, on every
     path, nothing left behind, and the best path again once raised."""
     env = {k: v for k, v in os.environ.items() if k != "PIDPROC_BACKEND"}
     r = subprocess.run(
-        [PY, "-c", NPROC, ",".join(USABLE)],
+        [PY, program("exhaustion_nproc"), ",".join(USABLE)],
         capture_output=True,
         text=True,
         timeout=60,

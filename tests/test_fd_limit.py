@@ -28,7 +28,9 @@ import pytest
 
 import pidproc
 
-from .conftest import PY, USABLE, children, open_fds
+from ._support.leaks import children, open_fds
+from ._support.programs import program
+from .conftest import PY, USABLE
 from .stress import STRESS, record, scale
 
 NO_PIDFD = "-no-pidfd"
@@ -45,73 +47,6 @@ CASES = [
     if STRESS or (soft, threads) in ((1024, 1), (256, 4))
 ]
 
-PROGRAM = r"""
-import collections, json, os, resource, sys, threading
-soft, n, threads, rows = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-resource.setrlimit(resource.RLIMIT_NOFILE, (soft, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
-if sys.argv[5] == "subprocess":
-    import subprocess as mod
-else:
-    import pidproc as mod
-
-def fds():
-    return len(os.listdir("/proc/self/fd"))
-
-out = {"errors": [], "backends": collections.Counter()}
-def note(p):
-    out["backends"][getattr(p, "backend", "stdlib")] += 1
-
-def finished_kept(count, done):
-    # Row 1: finished Popens kept, e.g. to report their return codes later.
-    for _ in range(count):
-        p = mod.Popen(["true"])
-        p.wait()
-        done.append(p)
-
-def alive_at_once(count, live):
-    # Row 2: all alive at once, then killed and waited.
-    for _ in range(count):
-        live.append(mod.Popen(["sleep", "30"]))
-
-def in_threads(fn, count):
-    got, lock = [], threading.Lock()
-    def work(share):
-        mine = []
-        try:
-            fn(share, mine)
-        except Exception as e:
-            out["errors"].append(repr(e))
-        with lock:
-            got.extend(mine)
-    shares = [count // threads + (i < count % threads) for i in range(threads)]
-    ts = [threading.Thread(target=work, args=(s,)) for s in shares]
-    for t in ts: t.start()
-    for t in ts: t.join()
-    return got
-
-if "1" in rows:
-    done = in_threads(finished_kept, n)
-    out["finished"] = [len(done), sorted({p.returncode for p in done})]
-    for p in done: note(p)
-    out["fds_after_finished"] = fds()
-if "2" in rows:
-    live = in_threads(alive_at_once, n)
-    for p in live: note(p)
-    # While they run, the program still has room for its own files.
-    files = []
-    try:
-        for _ in range(soft // 4 - 16):
-            files.append(open("/dev/null"))
-    except OSError as e:
-        out["errors"].append("own files: " + repr(e))
-    for f in files: f.close()
-    for p in live: p.kill()
-    out["alive"] = [len(live), sorted({p.wait() for p in live})]
-    out["fds_after_alive"] = fds()
-out["children_left"] = len(open("/proc/self/task/%d/children" % os.getpid()).read().split())
-print(json.dumps(out))
-"""
-
 
 def run_program(module: str, soft: int, n: int, rows: str, backend: str | None = None,
                 threads: int = 1) -> dict[str, Any]:  # fmt: skip
@@ -119,7 +54,7 @@ def run_program(module: str, soft: int, n: int, rows: str, backend: str | None =
     env.pop("PIDPROC_BACKEND", None)
     if backend is not None:
         env["PIDPROC_BACKEND"] = backend
-    argv = [PY, "-c", PROGRAM, str(soft), str(n), str(threads), rows, module]
+    argv = [PY, program("fd_limit_many_children"), str(soft), str(n), str(threads), rows, module]
     r = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     out: dict[str, Any] = json.loads(r.stdout)
@@ -307,24 +242,9 @@ def test_pidfd_above_three_quarters_is_not_kept(pidfd_backend: str) -> None:
 
 def test_as_completed_polls_children_that_have_no_pidfd() -> None:
     """Popens no fd can be had for (table full) are still collected."""
-    code = r"""
-import os, resource, sys, pidproc
-soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
-procs = [pidproc.Popen(["sh", "-c", "sleep 0.2"]) for _ in range(120)]
-held = sum(p.backend.endswith("-no-pidfd") for p in procs)
-filler = []
-try:
-    while True:
-        filler.append(os.open("/dev/null", os.O_RDONLY))
-except OSError:
-    pass
-for fd in filler[-1:]:
-    os.close(fd)  # room for as_completed's epoll, and nothing else
-done = list(pidproc.as_completed(procs, timeout=30))
-print(held, len(done), sorted({p.returncode for p in done}))
-"""
-    r = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [PY, program("fd_limit_as_completed")], capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 0, r.stderr
     held, done, codes = r.stdout.split(" ", 2)
     assert int(held) > 60 and int(done) == 120 and codes.strip() == "[0]"
@@ -338,20 +258,8 @@ def test_asyncio_children_beyond_the_soft_limit(backend: str) -> None:
     pidproc.asyncio watches the first ones through their pidfds and the rest
     in threads, as asyncio's thread watcher does."""
     soft, n = LIMITS[0] if STRESS or backend == USABLE[0] else LIMITS[1]
-    code = r"""
-import asyncio, resource, sys, pidproc.asyncio as aio
-soft, n = int(sys.argv[1]), int(sys.argv[2])
-resource.setrlimit(resource.RLIMIT_NOFILE, (soft, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
-async def main():
-    procs = [await aio.create_subprocess_exec("sleep", "30") for _ in range(n)]
-    for p in procs:
-        p.kill()
-    codes = await asyncio.gather(*(p.wait() for p in procs))
-    return len(procs), sorted(set(codes))
-print(*asyncio.run(main()))
-"""
     env = dict(os.environ, PIDPROC_BACKEND=backend)
-    argv = [PY, "-c", code, str(soft), str(n)]
+    argv = [PY, program("fd_limit_asyncio"), str(soft), str(n)]
     r = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
     record(f"asyncio, RLIMIT_NOFILE {soft}, {n} children ({backend})", n, r.returncode != 0)
     assert r.returncode == 0, r.stderr[-3000:]

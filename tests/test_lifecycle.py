@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import os
 import selectors
-import shutil
 import signal
 import subprocess
 import threading
@@ -14,36 +13,16 @@ import time
 import pytest
 
 import pidproc
-from pidproc._pidfd_info import PIDFD_INFO_EXIT, pidfd_info
 
-from .conftest import PY, open_fds
+from ._support.features import IN_PRIVATE_PID_NS, PRIVATE_PID_NS, keeps_exit_status, private_pid_ns
+from ._support.leaks import open_fds
+from ._support.programs import program
+from .conftest import PY
 
 SLEEP = [PY, "-c", "import time; time.sleep(30)"]
 
 
-def kernel_keeps_exit_status() -> bool:
-    """PIDFD_INFO_EXIT (Linux 6.15): is the status readable after a foreign reap?"""
-    fd = os.pidfd_open(os.getpid())
-    try:
-        return pidfd_info(fd, 0) is not None and _exit_info_probe()
-    finally:
-        os.close(fd)
-
-
-def _exit_info_probe() -> bool:
-    p = pidproc.Popen(["sh", "-c", "exit 5"])
-    with pidproc.use_backend(None):
-        os.waitpid(p.pid, 0)
-    assert p.pidfd is not None
-    for _ in range(100):
-        info = pidfd_info(p.pidfd, PIDFD_INFO_EXIT)
-        if info is not None and info.exit_status is not None:
-            return True
-        time.sleep(0.001)
-    return False
-
-
-HAS_EXIT_INFO = kernel_keeps_exit_status()
+HAS_EXIT_INFO = keeps_exit_status()
 needs_exit_info = pytest.mark.skipif(
     not HAS_EXIT_INFO, reason="kernel has no PIDFD_INFO_EXIT (Linux 6.15+)"
 )
@@ -147,18 +126,9 @@ def test_reaped_behind_our_back_reports_real_status(backend: str) -> None:
 def test_foreign_reaper_thread_and_sigchld_ignored(pidfd_backend: str) -> None:
     """SIGCHLD ignored (the kernel reaps at once) and os.wait() in another
     thread: the real status either way, and no hang."""
-    code = (
-        "import os, signal, sys, threading, pidproc\n"
-        "signal.signal(signal.SIGCHLD, signal.SIG_IGN)\n"
-        "p = pidproc.Popen(['sh', '-c', 'sleep 0.1; exit 4'])\n"
-        "print(p.wait(timeout=10))\n"
-        "signal.signal(signal.SIGCHLD, signal.SIG_DFL)\n"
-        "p = pidproc.Popen(['sh', '-c', 'sleep 0.1; exit 6'])\n"
-        "t = threading.Thread(target=os.wait); t.start()\n"
-        "print(p.wait()); t.join()\n"
-    )
     env = dict(os.environ, PIDPROC_BACKEND=pidfd_backend)
-    out = subprocess.run([PY, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    cmd = [PY, program("lifecycle_foreign_reapers")]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["4", "6"], out.stderr
 
 
@@ -216,30 +186,7 @@ def test_ten_thousand_spawns_leave_fd_count_flat() -> None:
     assert len(open_fds()) <= before
 
 
-def _unshare_works() -> bool:
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        return False
-    r = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True)
-    return r.returncode == 0
-
-
-REUSE = r"""
-import os, subprocess, sys
-import pidproc
-mod = pidproc if sys.argv[1] == "pidproc" else subprocess
-a = mod.Popen(["sleep", "0"])
-os.waitpid(a.pid, 0)                         # reaped behind Popen's back
-with open("/proc/sys/kernel/ns_last_pid", "w") as f:
-    f.write(str(a.pid - 1))
-b = subprocess.Popen(["sleep", "30"])        # gets A's PID
-assert b.pid == a.pid, (a.pid, b.pid)
-a.kill(); a.poll(); a.wait()
-print("survived" if b.poll() is None else "killed")
-b.kill(); b.wait()
-"""
-
-
-@pytest.mark.skipif(not _unshare_works(), reason="needs root and unshare --pid (a private PID ns)")
+@pytest.mark.skipif(not private_pid_ns(), reason=PRIVATE_PID_NS)
 @pytest.mark.parametrize("backend_name", [b for b in pidproc.backends() if b != "pid"])
 def test_recycled_pid_is_never_signalled_nor_reaped(backend_name: str) -> None:
     """The PID-reuse race: with the stdlib, B dies; with pidproc, B survives
@@ -247,7 +194,7 @@ def test_recycled_pid_is_never_signalled_nor_reaped(backend_name: str) -> None:
 
     def run(mod: str) -> str:
         env = dict(os.environ, PIDPROC_BACKEND=backend_name)
-        cmd = ["unshare", "--pid", "--fork", "--mount-proc", PY, "-c", REUSE, mod]
+        cmd = [*IN_PRIVATE_PID_NS, PY, program("lifecycle_reuse"), mod]
         r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
         return r.stdout.strip()

@@ -34,11 +34,12 @@ import pytest
 
 import pidproc
 import pidproc.asyncio as aio
-from pidproc import _backends, _cgroup, _lifecycle
+from pidproc import _cgroup, _lifecycle, _stdlib
 from pidproc._core import lib
-from pidproc._request import ChildSpec, SpawnRequest
+from pidproc._spawn.request import ChildSpec, SpawnRequest
 
-from . import seccomp
+from ._support import seccomp
+from ._support.programs import program
 from .conftest import PY, USABLE
 
 SRC = str(Path(pidproc.__file__).resolve().parent.parent)
@@ -46,25 +47,12 @@ MiB = 1 << 20
 
 # ---- what this machine allows, probed without pidproc -----------------------
 
-_CLONE3_PROBE = r"""
-import ctypes, os, struct, sys
-libc = ctypes.CDLL(None, use_errno=True)
-libc.syscall.restype = ctypes.c_long
-flags = int(sys.argv[1])
-pidfd = ctypes.c_int(-1)
-args = ctypes.create_string_buffer(struct.pack(
-    "=8Q", flags | 0x1000, ctypes.addressof(pidfd), 0, 0, 0, 0, 0, 0))
-pid = libc.syscall(435, args, 64)
-if pid == 0:
-    os._exit(0)
-print(0 if pid > 0 else ctypes.get_errno())
-"""
-
 
 def _clone3_takes(flags: int) -> bool:
     out = subprocess.run(
-        [PY, "-c", _CLONE3_PROBE, str(flags)], capture_output=True, text=True, timeout=60
-    )
+        [PY, program("lifecycle_options_clone3_probe"), str(flags)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
     return out.stdout.strip() == "0"
 
 
@@ -220,36 +208,18 @@ def own_group_paths(backend: str) -> str:
 
 # ---- die_with_parent ---------------------------------------------------------
 
-PARENT = r"""
-import json, os, sys, threading, time
-import pidproc
-opts, how, mark = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
-box = []
-def spawn():
-    box.append(pidproc.Popen(["sleep", mark], **opts))
-if how == "thread":
-    t = threading.Thread(target=spawn)
-    t.start()
-    t.join()  # the spawning thread has ended
-else:
-    spawn()
-p = box[0]
-print(json.dumps({"pid": p.pid, "die": getattr(p, "die_with_parent", None),
-                  "backend": getattr(p, "backend", None)}), flush=True)
-if how == "exec":
-    os.execv("/bin/sleep", ["sleep", "600"])  # this process goes on as another program
-time.sleep(600)
-"""
-
 
 def start_parent(
-    opts: dict[str, Any], how: str, mark: str, backend: str | None
+    opts: dict[str, Any], how: str, mark: str, backend: str | None, module: str = "pidproc"
 ) -> tuple[subprocess.Popen[str], dict[str, Any], int]:
+    """tests/programs/lifecycle_options_parent.py, its child's info and a
+    pidfd of that child."""
     parent = subprocess.Popen(
-        [PY, "-c", PARENT, json.dumps(opts), how, mark],
+        [PY, program("lifecycle_options_parent"), json.dumps(opts), how, mark, module],
         stdout=subprocess.PIPE,
         text=True,
         env=env_for(backend),
+        start_new_session=True,  # with "fork", its copy is killed with it
     )
     assert parent.stdout is not None
     line = parent.stdout.readline()
@@ -297,15 +267,7 @@ def test_without_it_the_child_survives_its_parent() -> None:
     # What the stdlib does too: the orphan runs on.
     for module in ("pidproc", "subprocess"):
         with cleanup(marker()) as mark:
-            code = PARENT.replace("import pidproc", f"import {module} as pidproc")
-            parent = subprocess.Popen(
-                [PY, "-c", code, "{}", "main", mark],
-                stdout=subprocess.PIPE,
-                text=True,
-                env=env_for(None),
-            )
-            assert parent.stdout is not None
-            fd = os.pidfd_open(json.loads(parent.stdout.readline())["pid"])
+            parent, _, fd = start_parent({}, "main", mark, None, module)
             try:
                 parent.kill()
                 parent.wait()
@@ -399,16 +361,10 @@ def test_parent_gone_during_the_spawn_child_kills_itself() -> None:
 def test_keeper_after_fork() -> None:
     # A forked child has no keeper thread (only the forking thread survives
     # fork): its first die_with_parent spawn starts one of its own.
-    code = (
-        "import os, pidproc\n"
-        "pidproc.Popen(['true'], die_with_parent=True).wait()\n"
-        "pid = os.fork()\n"
-        "if pid == 0:\n"
-        "    p = pidproc.Popen(['sh', '-c', 'exit 3'], die_with_parent=True)\n"
-        "    os._exit(p.wait())\n"
-        "print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n"
-    )
-    out = subprocess.run([PY, "-c", code], capture_output=True, text=True, env=env_for(None))
+    out = subprocess.run(
+        [PY, program("lifecycle_options_keeper_fork")],
+        capture_output=True, text=True, env=env_for(None),
+    )  # fmt: skip
     assert out.stdout.strip() == "3", out.stderr
 
 
@@ -438,7 +394,7 @@ def expected_tree(backend: str, mode: str) -> str:
 def expected_tree_path(backend: str, mode: str) -> str:
     if expected_tree(backend, mode) == "cgroup":
         return "clone3"
-    if backend == "fork" and not _backends.STDLIB_TAKES_PGID:
+    if backend == "fork" and not _stdlib.TAKES_PROCESS_GROUP:
         return "never"  # 3.10's stdlib spawn cannot start a process group
     return backend
 
@@ -486,21 +442,13 @@ def test_mechanism_and_path(own_group_paths: str, tree_mode: str) -> None:
     assert (p.backend, p.kill_tree) == (path, expected_tree(backend, tree_mode))
 
 
-SETSID_GRANDCHILD = (
-    "import subprocess, sys, time\n"
-    "subprocess.Popen(['sleep', sys.argv[1]], start_new_session=True, stdout=subprocess.DEVNULL)\n"
-    "print('started', flush=True)\n"
-    "time.sleep(600)\n"
-)
-
-
 def test_setsid_grandchild(tree_mode: str) -> None:
     with cleanup(marker()) as mark:
         p = pidproc.Popen(
-            [PY, "-c", SETSID_GRANDCHILD, mark], stdout=subprocess.PIPE, kill_tree=True
+            [PY, program("lifecycle_options_setsid"), mark], stdout=subprocess.PIPE, kill_tree=True
         )
         assert p.stdout is not None and p.stdout.readline() == b"started\n"
-        assert len(sleepers(mark)) == 1
+        assert len(wait_sleepers(mark, 1)) == 1
         p.kill()
         p.communicate()
         if tree_mode == "cgroup":
@@ -584,15 +532,12 @@ def test_one_child_after_another(tree_mode: str) -> None:
 
 @pytest.mark.skipif(not CGROUP_OK, reason="no writable cgroup2 directory here")
 def test_cgroups_are_removed_at_exit() -> None:
-    code = (
-        "import os, pidproc\n"
-        "for _ in range(3):\n"
-        "    pidproc.run(['true'], kill_tree=True)\n"
-        "p = pidproc.Popen(['sleep', '30'], kill_tree=True)\n"
-        "print(p.kill_tree, p._lifecycle.cgroup.path, flush=True)\n"
-        "p.kill(); p.wait()\n"
+    out = subprocess.run(
+        [PY, program("lifecycle_options_at_exit")],
+        capture_output=True,
+        text=True,
+        env=env_for(None),
     )
-    out = subprocess.run([PY, "-c", code], capture_output=True, text=True, env=env_for(None))
     mode, path = out.stdout.split()
     assert mode == "cgroup", out.stderr
     assert not os.path.exists(path)
@@ -614,7 +559,7 @@ def another_group() -> Iterator[int]:
 def test_cgroup_mode_allows_any_process_group() -> None:
     if not CGROUP_OK:
         pytest.skip("no writable cgroup2 directory here")
-    if not _backends.STDLIB_TAKES_PGID:
+    if not _stdlib.TAKES_PROCESS_GROUP:
         pytest.skip("process_group is 3.11+")
     # The child joins another process group; the tree is its cgroup alone,
     # so killing the tree leaves the rest of that group alone.
@@ -627,7 +572,7 @@ def test_cgroup_mode_allows_any_process_group() -> None:
 
 
 def test_process_group_mode_refuses_another_group(monkeypatch: pytest.MonkeyPatch) -> None:
-    if not _backends.STDLIB_TAKES_PGID:
+    if not _stdlib.TAKES_PROCESS_GROUP:
         pytest.skip("process_group is 3.11+")
     monkeypatch.setattr(_lifecycle, "_USE_CGROUP", False)
     with another_group() as pgid, pytest.raises(ValueError, match="process_group"):
@@ -721,33 +666,19 @@ def test_contradicting_arguments(no_leaks: None) -> None:
                       stdout=subprocess.PIPE)  # fmt: skip
 
 
-DENIED = r"""
-import errno, json, os, subprocess
-import pidproc
-out = {}
-for option in ("die_with_parent", "no_new_privs", "kill_tree"):
-    try:
-        with pidproc.Popen(["true"], **{option: True}) as p:
-            pass
-        out[option] = ["ok", p.backend, getattr(p, option)]
-    except OSError as e:
-        out[option] = [type(e).__name__, e.errno, str(e)]
-print(json.dumps(out))
-"""
-
-
 @pytest.mark.skipif(not seccomp.available(), reason="libseccomp.so.2 not installed")
 def test_no_clone3_nor_clone_here() -> None:
     # A sandbox denying both (EPERM): the options needing pidproc's own child
     # raise, naming why; kill_tree takes a process group on the fork path.
-    r = seccomp.run_filtered({"clone3": errno.EPERM, "clone": (errno.EPERM, 0, 0x1000)}, DENIED)
+    rules: dict[str, seccomp.Rule] = {"clone3": errno.EPERM, "clone": (errno.EPERM, 0, 0x1000)}
+    r = seccomp.run_filtered(rules, program=program("lifecycle_options_denied"))
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     for option in ("die_with_parent", "no_new_privs"):
         kind, code, message = out[option]
         assert (kind, code) == ("PermissionError", errno.EPERM), out[option]
         assert "clone3" in message and "EPERM" in message
-    if _backends.STDLIB_TAKES_PGID:
+    if _stdlib.TAKES_PROCESS_GROUP:
         assert out["kill_tree"] == ["ok", "fork", "process_group"]
 
 
@@ -756,17 +687,10 @@ def test_no_clone3_nor_clone_here() -> None:
 def test_cgroup_birth_refused_falls_to_a_process_group() -> None:
     # CLONE_INTO_CGROUP refused (a kernel before 5.7 says EINVAL): probed
     # once, then kill_tree holds the tree by a process group, and says so.
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    code = (
-        f"import errno, sys; sys.path.insert(0, {root!r})\n"
-        "from tests import seccomp\n"
-        "seccomp.veto_clone3_flags(1 << 33, errno.EINVAL)\n"
-        "import pidproc\n"
-        "with pidproc.Popen(['true'], kill_tree=True) as p: pass\n"
-        "from pidproc import _lifecycle\n"
-        "print(p.backend, p.kill_tree, _lifecycle.Lifecycle.cgroup_reason())\n"
-    )
-    out = subprocess.run([PY, "-c", code], capture_output=True, text=True, env=env_for(None))
+    out = subprocess.run(
+        [PY, program("lifecycle_options_cgroup_refused")],
+        capture_output=True, text=True, env=env_for(None),
+    )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[:2] == [USABLE[0], "process_group"]
     assert "EINVAL" in out.stdout
@@ -774,30 +698,14 @@ def test_cgroup_birth_refused_falls_to_a_process_group() -> None:
 
 # ---- the pidfd budget -----------------------------------------------------------
 
-BUDGET = r"""
-import json, os, resource
-import pidproc
-from pidproc import _lifecycle
-_lifecycle._USE_CGROUP = False  # a process group: its pidfd is needed
-resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
-held = [os.open("/dev/null", os.O_RDONLY) for _ in range(60 - len(os.listdir("/proc/self/fd")))]
-for _ in range(4):  # a few numbers free, all in the top quarter
-    os.close(held.pop())
-out = {}
-for name, opts in (("plain", {}), ("kill_tree", {"kill_tree": True}),
-                   ("die_with_parent", {"die_with_parent": True})):
-    p = pidproc.Popen(["sleep", "30"], **opts)
-    out[name] = [p.backend, p.pidfd is not None, p.kill_tree, p.die_with_parent]
-    p.kill(); p.wait()
-print(json.dumps(out))
-"""
-
 
 def test_budget_never_costs_an_option() -> None:
     # Above three quarters of the fd limit a pidfd is given up (the child
     # held by its PID), except where the option needs it: a process group
     # signalled through it; autokill (7.1) is not chosen there at all.
-    out = subprocess.run([PY, "-c", BUDGET], capture_output=True, text=True, env=env_for(None))
+    out = subprocess.run(
+        [PY, program("lifecycle_options_budget")], capture_output=True, text=True, env=env_for(None)
+    )
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
     assert got["plain"][:2] == [USABLE[0] + "-no-pidfd", False]
@@ -807,29 +715,32 @@ def test_budget_never_costs_an_option() -> None:
 
 # ---- rusage ---------------------------------------------------------------------
 
-TOUCH = "b = bytearray(200 << 20)\nb[::4096] = b'x' * (len(b) // 4096)\n"
-BURN = "import time\nt = time.process_time() + 0.2\nwhile time.process_time() < t: pass\n"
-
 
 def test_rusage(backend: str) -> None:
-    p = pidproc.Popen([PY, "-c", TOUCH])
-    assert p.rusage is None  # not reaped yet
-    assert p.wait() == 0
+    # In a small parent: until its exec, a vfork-style child (every path,
+    # and the stdlib's) counts its parent's resident pages in ru_maxrss.
+    out = subprocess.run(
+        [PY, program("lifecycle_options_rusage")],
+        capture_output=True, text=True, env=env_for(backend),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["backend"] == backend
+    assert got["touch_before_reap"] is None and got["burn_before_reap"] is None
     if backend == "pid":
-        assert p.rusage is None  # the stdlib's waitpid: no usage
+        assert got["touch"] is got["idle"] is got["burn"] is None  # the stdlib's waitpid
         return
+    touch, idle, burn = got["touch"], got["idle"], got["burn"]
+    assert touch[0] >= 200 * 1024  # KiB, as os.wait4 gives it
+    assert idle[0] < 100 * 1024
+    assert burn[1] >= 0.15  # its CPU time, user and system
+
+
+def test_rusage_is_a_struct_rusage() -> None:
+    p = pidproc.Popen(["true"])
+    assert p.rusage is None  # not reaped yet
+    p.wait()
     assert isinstance(p.rusage, resource.struct_rusage)
-    assert p.rusage.ru_maxrss >= 200 * 1024  # KiB, as os.wait4
-    small = pidproc.Popen([PY, "-c", "pass"])
-    small.wait()
-    assert small.rusage is not None
-    # vfork-style spawns count the parent's pages until exec (the stdlib's
-    # too): the parent here is well below 200 MiB.
-    assert small.rusage.ru_maxrss < p.rusage.ru_maxrss - 150 * 1024
-    burn = pidproc.Popen([PY, "-c", BURN])
-    burn.wait(timeout=60)  # with a timeout: poll() then waitid
-    assert burn.rusage is not None
-    assert burn.rusage.ru_utime + burn.rusage.ru_stime >= 0.15  # its CPU time, not ours
 
 
 def test_rusage_none_when_reaped_elsewhere(pidfd_backend: str) -> None:
@@ -886,26 +797,6 @@ def test_autokill_dropped_popen_keeps_running() -> None:
     assert all(getattr(q, "pid", None) != pid for q in subprocess._active)  # type: ignore[attr-defined]
 
 
-CAPDROP = r"""
-import ctypes, json, struct, sys
-libc = ctypes.CDLL(None, use_errno=True)
-libc.prctl(24, 21, 0, 0, 0)  # PR_CAPBSET_DROP, CAP_SYS_ADMIN
-hdr = ctypes.create_string_buffer(struct.pack("Ii", 0x20080522, 0))
-data = ctypes.create_string_buffer(24)
-assert libc.capget(hdr, data) == 0
-words = list(struct.unpack("6I", data.raw))
-words[0] &= ~(1 << 21); words[1] &= ~(1 << 21)  # effective, permitted
-assert libc.capset(hdr, ctypes.create_string_buffer(struct.pack("6I", *words))) == 0
-import pidproc
-out = {}
-for name, opts in (("die", {"die_with_parent": True}),
-                   ("die_nnp", {"die_with_parent": True, "no_new_privs": True})):
-    p = pidproc.Popen([sys.executable, "-c", sys.argv[1]], stdout=-1, text=True, **opts)
-    out[name] = [p.die_with_parent, p.no_new_privs, p.communicate()[0].strip()]
-print(json.dumps(out))
-"""
-
-
 @needs_71
 def test_autokill_without_cap_sys_admin() -> None:
     # The kernel allows AUTOKILL without CAP_SYS_ADMIN only with CLONE_NNP.
@@ -914,8 +805,9 @@ def test_autokill_without_cap_sys_admin() -> None:
     if not PRIVILEGED:
         pytest.skip("runs as root, then drops CAP_SYS_ADMIN")
     out = subprocess.run(
-        [PY, "-c", CAPDROP, NNP], capture_output=True, text=True, env=env_for(None)
-    )
+        [PY, program("lifecycle_options_capdrop")],
+        capture_output=True, text=True, env=env_for(None),
+    )  # fmt: skip
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
     assert got["die"] == ["pdeathsig", None, "0" if not _no_new_privs_here() else "1"]
@@ -927,18 +819,8 @@ def test_autokill_survives_a_fork_of_the_parent() -> None:
     # A forked copy of the parent would hold the clone pidfd too (the same
     # open file) and keep the child alive after the parent's death: pidproc
     # closes those pidfds in forked children.
-    code = PARENT.replace(
-        "print(json.dumps(",
-        "if os.fork() == 0:\n    time.sleep(600)\nprint(json.dumps(",
-    )
     with cleanup(marker()) as mark:
-        parent = subprocess.Popen(
-            [PY, "-c", code, json.dumps({"die_with_parent": True}), "main", mark],
-            stdout=subprocess.PIPE, text=True, env=env_for(None), start_new_session=True,
-        )  # fmt: skip
-        assert parent.stdout is not None
-        info = json.loads(parent.stdout.readline())
-        fd = os.pidfd_open(info["pid"])
+        parent, info, fd = start_parent({"die_with_parent": True}, "fork", mark, None)
         try:
             assert info["die"] == ("autokill" if PRIVILEGED else "pdeathsig")
             parent.kill()

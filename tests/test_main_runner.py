@@ -12,52 +12,16 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ._support.programs import source
 from .conftest import PY
 
-PROGRAM = textwrap.dedent(
-    """\
-    import os, pickle, subprocess, sys
-
-    class Defined:
-        pass
-
-    def fail():
-        raise ValueError("boom")
-
-    print("argv", sys.argv)
-    print("path0", repr(sys.path[0]))
-    print("name", __name__, globals().get("__file__"), __package__)
-    print("main", sys.modules["__main__"].__dict__ is globals())
-    print("globals", sorted(globals()))
-    print("pickled", type(pickle.loads(pickle.dumps(Defined()))).__module__)
-    with subprocess.Popen(["sh", "-c", "exit 3"]) as p:
-        p.wait()
-    print("child", p.returncode)
-    print("POPEN", type(p).__module__)
-    sys.stdout.flush()
-    what = sys.argv[-1]
-    if what == "raise":
-        fail()
-    if what == "exit":
-        sys.exit(7)
-    if what == "exit-message":
-        sys.exit("a message")
-    if what == "interrupt":
-        raise KeyboardInterrupt
-    if what == "chained":
-        try:
-            fail()
-        except ValueError as e:
-            raise RuntimeError("while handling") from e
-    """
-)
+PROGRAM = source("main_runner_subject")
 
 
 @pytest.fixture(scope="module")
@@ -170,21 +134,7 @@ def pytest_available() -> bool:
 
 @pytest.mark.skipif(not pytest_available(), reason="pytest is not installed for sys.executable")
 def test_a_whole_pytest_run_on_pidproc(tmp_path: Path) -> None:
-    (tmp_path / "test_example.py").write_text(
-        textwrap.dedent(
-            """\
-            import subprocess
-            import pidproc
-
-            def test_patched():
-                assert subprocess.Popen is pidproc.Popen
-                assert subprocess.run(["sh", "-c", "exit 3"]).returncode == 3
-
-            def test_fails():
-                assert subprocess.check_output(["echo", "x"]) == b"y\\n"
-            """
-        )
-    )
+    (tmp_path / "test_example.py").write_text(source("main_runner_pytest_example"))
     env: dict[str, Any] = dict(os.environ)
     env.pop("PYTEST_ADDOPTS", None)
     proc = subprocess.run(

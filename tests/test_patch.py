@@ -20,6 +20,7 @@ import pytest
 import pidproc
 from pidproc import _patch
 
+from ._support.programs import program
 from .conftest import PY
 
 STDLIB_POPEN = _patch._STDLIB_POPEN
@@ -165,86 +166,12 @@ def test_patch_and_unpatch_racing_from_threads_end_consistent() -> None:
 
 # ---- a fresh interpreter, as a real program --------------------------------
 
-ENTRY_POINTS = r"""
-import asyncio, json, os, subprocess, sys
-from subprocess import Popen as EarlyPopen, run as early_run, check_output as early_check_output
-
-class EarlySubclass(subprocess.Popen):
-    pass
-
-import pidproc
-
-POPEN_CODE = os.path.realpath(sys.modules["pidproc._popen"].__file__)
-seen = []
-
-def hook(event, args):
-    if event == "subprocess.Popen":
-        frame = sys._getframe(1)
-        while frame is not None:
-            if os.path.realpath(frame.f_code.co_filename) == POPEN_CODE:
-                seen.append(True)
-                return
-            frame = frame.f_back
-        seen.append(False)
-
-sys.addaudithook(hook)
-
-async def aio_exec():
-    p = await asyncio.create_subprocess_exec(
-        "sh", "-c", "echo exec; exit 3", stdout=asyncio.subprocess.PIPE)
-    out, _ = await p.communicate()
-    return [out.decode(), p.returncode]
-
-async def aio_shell():
-    p = await asyncio.create_subprocess_shell(
-        "echo shell; exit 5", stdout=asyncio.subprocess.PIPE)
-    out, _ = await p.communicate()
-    return [out.decode(), p.returncode]
-
-def popen_file():
-    f = os.popen("echo popen; exit 2")
-    return [f.read(), f.close()]
-
-def waited(p):
-    with p:
-        return p.wait()
-
-CALLS = {
-    "subprocess.Popen": lambda: waited(subprocess.Popen(["sh", "-c", "exit 6"])),
-    "subprocess.run": lambda: subprocess.run(["sh", "-c", "exit 4"]).returncode,
-    "subprocess.call": lambda: subprocess.call(["sh", "-c", "exit 9"]),
-    "subprocess.check_call": lambda: subprocess.check_call(["true"]),
-    "subprocess.check_output": lambda: subprocess.check_output(["echo", "out"]).decode(),
-    "subprocess.getoutput": lambda: subprocess.getoutput("echo get"),
-    "subprocess.getstatusoutput": lambda: subprocess.getstatusoutput("echo st; exit 1"),
-    "run imported before": lambda: early_run(["sh", "-c", "exit 8"]).returncode,
-    "check_output imported before": lambda: early_check_output(["echo", "e"]).decode(),
-    "os.popen": popen_file,
-    "asyncio.create_subprocess_exec": lambda: asyncio.run(aio_exec()),
-    "asyncio.create_subprocess_shell": lambda: asyncio.run(aio_shell()),
-    "Popen imported before": lambda: waited(EarlyPopen(["true"])),
-    "subclass defined before": lambda: waited(EarlySubclass(["true"])),
-}
-
-mode = sys.argv[1]
-if mode in ("patch", "patch-unpatch"):
-    pidproc.patch()
-if mode == "patch-unpatch":
-    pidproc.unpatch()
-report = {}
-for name, call in CALLS.items():
-    del seen[:]
-    result = call()
-    report[name] = {"result": result, "spawns": list(seen)}
-print(json.dumps(report))
-"""
-
 NOT_REACHED = {"Popen imported before", "subclass defined before"}
 
 
 def entry_points(mode: str) -> dict[str, Any]:
     out = subprocess.run(
-        [PY, "-c", ENTRY_POINTS, mode], capture_output=True, text=True, timeout=120
+        [PY, program("patch_entry_points"), mode], capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0, out.stderr
     return dict(json.loads(out.stdout))
@@ -268,3 +195,94 @@ def test_every_entry_point_reaches_pidproc_when_patched() -> None:
 def test_unpatch_takes_every_entry_point_back() -> None:
     for name, seen in entry_points("patch-unpatch").items():
         assert seen["spawns"] == [False], name
+
+
+# ---- asyncio imported after the patch ----------------------------------------
+
+ASYNCIO_LATER = r"""
+import json, sys, threading
+import pidproc
+
+def transport_module():
+    import asyncio
+
+    class Quiet(asyncio.SubprocessProtocol):
+        pass
+
+    async def spawn():
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.subprocess_exec(Quiet, "sh", "-c", "exit 5")
+        while transport.get_returncode() is None:
+            await asyncio.sleep(0.01)
+        transport.close()
+        return type(transport).__module__, transport.get_returncode()
+
+    return asyncio.run(spawn())
+
+mode = sys.argv[1]
+report = {}
+if mode == "flip-while-importing":
+    imported = threading.Event()
+    def flip():
+        while not imported.is_set():
+            pidproc.patch()
+            pidproc.unpatch()
+    t = threading.Thread(target=flip)
+    t.start()
+    import asyncio
+    imported.set()
+    t.join()
+else:
+    for step in mode.split(","):
+        if step == "patch":
+            pidproc.patch()
+        elif step == "unpatch":
+            pidproc.unpatch()
+        elif step == "import":
+            import asyncio
+            report["loader"] = type(asyncio.__loader__).__name__
+        report.setdefault("asyncio after " + step, "asyncio" in sys.modules)
+pidproc.patch()
+report["patched"] = transport_module()
+pidproc.unpatch()
+report["unpatched"] = transport_module()
+report["finders"] = [type(f).__name__ if not isinstance(f, type) else f.__name__
+                     for f in sys.meta_path if "pidproc" in (getattr(f, "__module__", "") or "")]
+print(json.dumps(report))
+"""
+
+
+def asyncio_later(mode: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [PY, "-c", ASYNCIO_LATER, mode], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    return dict(json.loads(out.stdout))
+
+
+OURS = ["pidproc._aio_transport", 5]
+THEIRS = ["asyncio.unix_events", 5]
+
+
+def test_patch_does_not_import_asyncio_and_hooks_it_when_imported() -> None:
+    report = asyncio_later("patch,import")
+    assert report["asyncio after patch"] is False  # the cost of asyncio is not paid
+    assert report["asyncio after import"] is True
+    assert report["loader"] == "SourceFileLoader"  # asyncio's own loader, not a wrapper
+    assert (report["patched"], report["unpatched"]) == (OURS, THEIRS)
+    assert report["finders"] == []
+
+
+def test_unpatch_before_asyncio_is_imported_leaves_it_alone() -> None:
+    report = asyncio_later("patch,unpatch,import")
+    assert report["asyncio after unpatch"] is False
+    assert (report["patched"], report["unpatched"]) == (OURS, THEIRS)
+    assert report["finders"] == []
+
+
+def test_patch_and_unpatch_racing_the_import_of_asyncio() -> None:
+    """One thread flips the patch while the main one imports asyncio: no
+    deadlock (the subprocess timeout), and the state follows the last call."""
+    report = asyncio_later("flip-while-importing")
+    assert (report["patched"], report["unpatched"]) == (OURS, THEIRS)
+    assert report["finders"] == []

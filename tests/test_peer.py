@@ -17,8 +17,10 @@ import pidproc
 from pidproc import _peer as pidproc_peer
 from pidproc import _pidfd
 
-from . import seccomp
-from .conftest import PY, open_fds
+from ._support import seccomp
+from ._support.leaks import open_fds
+from ._support.programs import program
+from .conftest import PY
 
 
 def _kernel_has_peer_pidfd() -> bool:
@@ -51,20 +53,6 @@ def name() -> str:
     return f"pidproc-test-{os.getpid()}-{next(_names)}"
 
 
-CLIENT = textwrap.dedent(
-    """
-    import socket, sys
-    import pidproc
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.connect("\\0" + sys.argv[1])
-    with pidproc.peer_pidfd(s) as listener:
-        print(listener.pid, flush=True)
-    sys.stdin.readline()
-    sys.exit(9)
-    """
-)
-
-
 def test_peer_of_a_socketpair_is_ourselves() -> None:
     a, b = socket.socketpair()
     with a, b, pidproc.PidFd.open(os.getpid()) as me:
@@ -79,7 +67,10 @@ def test_peer_across_a_connection(name: str) -> None:
         server.bind("\0" + name)
         server.listen()
         p = pidproc.Popen(
-            [PY, "-c", CLIENT, name], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            [PY, program("peer_client"), name],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert p.stdin is not None and p.stdout is not None
         conn, _ = server.accept()
@@ -125,23 +116,6 @@ def test_peer_pidfd_errors() -> None:
             pidproc.peer_pidfd(inet)
 
 
-OLD_KERNEL = textwrap.dedent(
-    """
-    import json, socket
-    import pidproc
-    a, b = socket.socketpair()
-    out = []
-    for op in (lambda: pidproc.peer_pidfd(a), lambda: pidproc.set_pass_pidfd(b)):
-        try:
-            op()
-            out.append(["ok"])
-        except OSError as e:
-            out.append([e.errno, str(e)])
-    print(json.dumps(out))
-    """
-)
-
-
 @pytest.mark.skipif(not seccomp.available(), reason="no libseccomp.so.2")
 def test_a_kernel_without_peer_pidfds_is_named() -> None:
     # What a kernel before 6.5 answers for an unknown socket option.
@@ -149,7 +123,7 @@ def test_a_kernel_without_peer_pidfds_is_named() -> None:
         "getsockopt": (errno.ENOPROTOOPT, 2, "==", pidproc_peer.SO_PEERPIDFD),
         "setsockopt": (errno.ENOPROTOOPT, 2, "==", pidproc_peer.SO_PASSPIDFD),
     }
-    r = seccomp.run_filtered(rules, OLD_KERNEL)
+    r = seccomp.run_filtered(rules, program=program("peer_old_kernel"))
     assert r.returncode == 0, r.stderr
     for err, message in json.loads(r.stdout):
         assert err == errno.ENOPROTOOPT and "Linux 6.5" in message, message

@@ -6,7 +6,6 @@ import errno
 import gc
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,30 +22,19 @@ from pidproc import _pidfd
 from pidproc._core import lib
 from pidproc._pidfd_info import PIDFD_GET_INFO, PIDFD_INFO_EXIT
 
-from . import seccomp
+from ._support import seccomp
+from ._support.features import (
+    IN_PRIVATE_PID_NS,
+    has_pidfd_get_info,
+    private_pid_ns,
+    unshare_works,
+)
+from ._support.programs import program
 from .conftest import PY
 
 SLEEP = [PY, "-c", "import time; time.sleep(30)"]
 PLAIN_SLEEP = ["sleep", "30"]  # for nobody, who cannot run a Python under /root
 NOBODY = 65534
-
-# A middle process that forks a grandchild, prints its PID, and reaps it
-# only when told (a line on stdin), then prints the wait status.
-MIDDLE = textwrap.dedent(
-    """
-    import os, sys, time
-    mode = sys.argv[1]
-    pid = os.fork()
-    if pid == 0:
-        if mode == "sleep":
-            time.sleep(60)
-        os._exit(0 if mode == "sleep" else int(mode))
-    print(pid, flush=True)
-    sys.stdin.readline()
-    print(os.waitpid(pid, 0)[1], flush=True)
-    sys.stdin.readline()
-    """
-)
 
 
 class Grandchild:
@@ -54,7 +42,10 @@ class Grandchild:
 
     def __init__(self, mode: str) -> None:
         self.middle = pidproc.Popen(
-            [PY, "-c", MIDDLE, mode], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            [PY, program("reaps_when_told"), mode],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert self.middle.stdout is not None and self.middle.stdin is not None
         self.pid = int(self.middle.stdout.readline())
@@ -113,13 +104,6 @@ def kept(returncode: int) -> int:
     where the kernel keeps it (PIDFD_INFO_EXIT, 6.15+), else 0, as the
     stdlib reports a child reaped behind its back."""
     return returncode if exit_info_kept() else 0
-
-
-def unshare_works(*flags: str) -> bool:
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        return False
-    probe = subprocess.run(["unshare", *flags, "true"], capture_output=True)
-    return probe.returncode == 0
 
 
 def as_nobody(op: Callable[[], object]) -> tuple[int, str]:
@@ -287,18 +271,10 @@ def test_from_stdlib_popen_reaped_behind_its_back() -> None:
 STRATEGIES = ["PIDFD_GET_INFO", "pidfd_getpid", "fdinfo"]
 
 
-def has_get_info() -> bool:
-    fd = os.pidfd_open(os.getpid())
-    try:
-        return _pidfd.pidfd_info(fd, 0) is not None
-    finally:
-        os.close(fd)
-
-
 @pytest.fixture(params=STRATEGIES)
 def pid_strategy(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     name = str(request.param)
-    if name == "PIDFD_GET_INFO" and not has_get_info():
+    if name == "PIDFD_GET_INFO" and not has_pidfd_get_info():
         pytest.skip("kernel has no PIDFD_GET_INFO (Linux 6.13+)")
     if name == "pidfd_getpid":
         monkeypatch.setattr(_pidfd, "_USE_GET_INFO", False)
@@ -328,25 +304,8 @@ def test_pid_alive_zombie_reaped(pid_strategy: str) -> None:
     pf.close()
 
 
-NS_SCRIPT = textwrap.dedent(
-    """
-    import json, sys
-    import pidproc
-    from pidproc import _pidfd
-    _pidfd._USE_GET_INFO = sys.argv[2] == "PIDFD_GET_INFO"
-    _pidfd._USE_PIDFD_GETPID = sys.argv[2] != "fdinfo"
-    pf = pidproc.PidFd(int(sys.argv[1]))
-    try:
-        out = ["pid", pf.pid]
-    except OSError as e:
-        out = [e.errno, str(e)]
-    print(json.dumps(out))
-    """
-)
-
-
 @pytest.mark.skipif(
-    not unshare_works("--pid", "--fork", "--mount-proc"),
+    not private_pid_ns(),
     reason="unshare --pid --mount-proc does not work here (needs root, util-linux, a real /)",
 )
 def test_pid_in_another_namespace(pid_strategy: str) -> None:
@@ -356,8 +315,7 @@ def test_pid_in_another_namespace(pid_strategy: str) -> None:
     with pidproc.PidFd.open(os.getpid()) as me:
         fd = me.fileno()
         out = subprocess.run(
-            ["unshare", "--pid", "--fork", "--mount-proc", PY, "-c", NS_SCRIPT]
-            + [str(fd), pid_strategy],
+            [*IN_PRIVATE_PID_NS, PY, program("pidfd_handle_ns_pid"), str(fd), pid_strategy],
             pass_fds=[fd],
             capture_output=True,
             text=True,
@@ -383,7 +341,7 @@ def test_pid_in_a_new_namespace_without_its_own_proc() -> None:
     # /proc still shows the outer namespace's PIDs (fdinfo, and glibc's
     # pidfd_getpid which parses it, would say the outer PID); the ioctl
     # answers in the caller's namespace.
-    if not has_get_info():
+    if not has_pidfd_get_info():
         pytest.skip("kernel has no PIDFD_GET_INFO (Linux 6.13+): only fdinfo, which cannot")
     out = subprocess.run(
         ["unshare", "--pid", "--fork", PY, "-c", OWN_PID], capture_output=True, text=True
@@ -495,12 +453,8 @@ def cgroup2_root() -> Path | None:
 
 
 def needs_get_info() -> None:
-    fd = os.pidfd_open(os.getpid())
-    try:
-        if _pidfd.pidfd_info(fd, 0) is None:
-            pytest.skip("kernel has no PIDFD_GET_INFO (Linux 6.13+)")
-    finally:
-        os.close(fd)
+    if not has_pidfd_get_info():
+        pytest.skip("kernel has no PIDFD_GET_INFO (Linux 6.13+)")
 
 
 @needs_root
@@ -552,23 +506,13 @@ def test_info_cgroup_id_is_the_cgroup_directory_inode() -> None:
 
 # ---- getfd -------------------------------------------------------------------
 
-PIPE_OWNER = textwrap.dedent(
-    """
-    import os, sys
-    r1, w1 = os.pipe()   # we steal w1 and write into it; it echoes what it reads
-    r2, w2 = os.pipe()   # it writes into w2; we steal r2 and read
-    print(w1, r2, flush=True)
-    os.write(w2, b"from the child")
-    os.close(w2)
-    print(os.read(r1, 100).decode(), flush=True)
-    sys.stdin.readline()
-    """
-)
-
 
 def test_getfd_steals_pipe_ends_from_a_child() -> None:
     p = pidproc.Popen(
-        [PY, "-c", PIPE_OWNER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [PY, program("pidfd_handle_pipe_owner")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert p.stdout is not None and p.stdin is not None
     w1, r2 = map(int, p.stdout.readline().split())
@@ -607,17 +551,6 @@ def test_getfd_errors() -> None:
 
 # ---- setns -------------------------------------------------------------------
 
-SETNS_SCRIPT = textwrap.dedent(
-    """
-    import socket, sys
-    import pidproc
-    pf = pidproc.PidFd(int(sys.argv[1]))
-    before = socket.gethostname()
-    pf.setns(int(sys.argv[2]))
-    print(before, socket.gethostname())
-    """
-)
-
 
 @pytest.mark.skipif(
     not unshare_works("--uts"),
@@ -640,7 +573,7 @@ def test_setns_enters_a_uts_namespace_made_with_unshare() -> None:
             # would refuse it); the others are entered, UTS the one that differs.
             for flags in (pidproc.Namespace.UTS, int(pidproc.Namespace.UTS), pidproc.Namespace.ALL):
                 out = subprocess.run(
-                    [PY, "-c", SETNS_SCRIPT, str(fd), str(int(flags))],
+                    [PY, program("pidfd_handle_setns"), str(fd), str(int(flags))],
                     pass_fds=[fd],
                     capture_output=True,
                     text=True,
@@ -664,17 +597,6 @@ def test_setns_enters_a_uts_namespace_made_with_unshare() -> None:
 
 # ---- madvise -----------------------------------------------------------------
 
-MAPPER = textwrap.dedent(
-    """
-    import ctypes, mmap, sys
-    with open(sys.argv[1], "rb") as f:
-        m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
-    touched = sum(m[i] for i in range(0, len(m), mmap.PAGESIZE))
-    print(ctypes.addressof(ctypes.c_char.from_buffer(m)), len(m), flush=True)
-    sys.stdin.readline()
-    """
-)
-
 
 def rss_kib(pid: int, start: int) -> int:
     """Resident KiB of the mapping that starts at ``start`` in ``pid``."""
@@ -693,7 +615,10 @@ def test_madvise_pageout_on_a_childs_mapping(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.write_bytes(os.urandom(4 << 20))
     p = pidproc.Popen(
-        [PY, "-c", MAPPER, str(data)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [PY, program("pidfd_handle_mapper"), str(data)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert p.stdout is not None and p.stdin is not None
     try:
@@ -752,47 +677,14 @@ def test_identity_same_process_equal_others_not() -> None:
             f.close()
 
 
-REUSE_SCRIPT = textwrap.dedent(
-    """
-    import json, signal, time
-    import pidproc
-    SLEEP = ["sleep", "30"]
-    a = pidproc.Popen(SLEEP)
-    fa = pidproc.PidFd.from_popen(a)
-    a.terminate()
-    a.wait()
-    with open("/proc/sys/kernel/ns_last_pid", "w") as f:
-        f.write(str(a.pid - 1))
-    b = pidproc.Popen(SLEEP)
-    fb = pidproc.PidFd.open(b.pid)
-    out = {"a": a.pid, "b": b.pid, "equal": fa == fb, "same_hash": hash(fa) == hash(fb)}
-    try:
-        fa.kill()
-        out["kill"] = "sent"
-    except ProcessLookupError as e:
-        out["kill"] = str(e)
-    try:
-        out["a_pid"] = fa.pid
-    except ProcessLookupError as e:
-        out["a_pid"] = str(e)
-    out["a_status"] = fa.wait(timeout=5)
-    time.sleep(0.05)
-    out["b_alive"] = b.poll() is None
-    b.kill()
-    b.wait()
-    print(json.dumps(out))
-    """
-)
-
-
 @pytest.mark.skipif(
-    not unshare_works("--pid", "--fork", "--mount-proc"),
+    not private_pid_ns(),
     reason="unshare --pid --mount-proc does not work here (needs root, util-linux, a real /)",
 )
 def test_identity_survives_pid_reuse() -> None:
     # The PID-reuse race, in a private PID namespace: B gets A's PID.
     out = subprocess.run(
-        ["unshare", "--pid", "--fork", "--mount-proc", PY, "-c", REUSE_SCRIPT],
+        [*IN_PRIVATE_PID_NS, PY, program("pidfd_handle_reuse")],
         capture_output=True,
         text=True,
         timeout=30,
@@ -823,33 +715,7 @@ def test_repr() -> None:
 # ---- a kernel without the feature: real seccomp filters ----------------------
 #
 # A filter answers the syscall with the errno an older kernel gives, in a
-# throw-away interpreter (tests/seccomp.py).
-
-FEATURE_PROBE = textwrap.dedent(
-    """
-    import json, os, sys
-    import pidproc
-    p = pidproc.Popen(["sleep", "30"])
-    out = {}
-    def attempt(name, op):
-        try:
-            out[name] = ["ok", repr(op())]
-        except OSError as e:
-            out[name] = [e.errno, str(e)]
-    attempt("open", lambda: pidproc.PidFd.open(p.pid).close())
-    if out["open"][0] == "ok":
-        pf = pidproc.PidFd.open(p.pid)
-        attempt("pid", lambda: pf.pid == p.pid)
-        attempt("info", pf.info)
-        attempt("signal", lambda: pf.send_signal(0))
-        attempt("getfd", lambda: os.close(pf.getfd(0)))
-        attempt("madvise", lambda: pf.madvise([(4096, 4096)], pidproc.Advice.COLD))
-        attempt("setns", lambda: pf.setns(pidproc.Namespace.UTS))
-    p.kill()
-    p.wait()
-    print(json.dumps(out))
-    """
-)
+# throw-away interpreter (tests/_support/seccomp.py).
 
 # call -> (the errno an older kernel answers, the version the message names)
 MISSING = {
@@ -871,7 +737,7 @@ needs_seccomp = pytest.mark.skipif(not seccomp.available(), reason="no libseccom
 
 @needs_seccomp
 def test_missing_kernel_features_are_named() -> None:
-    r = seccomp.run_filtered(MISSING_RULES, FEATURE_PROBE)
+    r = seccomp.run_filtered(MISSING_RULES, program=program("pidfd_handle_features"))
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     for call, (err, words) in MISSING.items():
@@ -883,7 +749,7 @@ def test_missing_kernel_features_are_named() -> None:
 
 @needs_seccomp
 def test_missing_pidfd_open_is_named() -> None:
-    r = seccomp.run_filtered({"pidfd_open": errno.ENOSYS}, FEATURE_PROBE)
+    r = seccomp.run_filtered({"pidfd_open": errno.ENOSYS}, program=program("pidfd_handle_features"))
     assert r.returncode == 0, r.stderr
     err, message = json.loads(r.stdout)["open"]
     assert err == errno.ENOSYS and "Linux 5.3" in message, message

@@ -14,7 +14,6 @@ them, and its waiting must compose with 3.15's own pidfd wait.
 from __future__ import annotations
 
 import errno
-import inspect
 import math
 import os
 import re
@@ -30,11 +29,16 @@ from unittest import mock
 import pytest
 
 import pidproc
-from pidproc import _backends, _pidfd_info
 from pidproc._core import lib
-from pidproc._request import SpawnRequest, build_spec
+from pidproc._spawn import state as _backends
+from pidproc._spawn.paths import _leaks_pidfd_on_exec_failure
+from pidproc._spawn.request import SpawnRequest, build_spec
 
-from .conftest import PY, USABLE, children, open_fds
+from ._support.features import has_pidfd_get_info, unshare_works
+from ._support.leaks import children, open_fds
+from ._support.pids import foreign_reaper
+from ._support.programs import program
+from .conftest import PY, USABLE
 
 HAVE = "pidfd_spawn" in USABLE
 REQUIRED = os.environ.get("PIDPROC_REQUIRE_PIDFD_SPAWN") == "1"
@@ -43,6 +47,8 @@ needs_pidfd_spawn = pytest.mark.skipif(
     not HAVE and not REQUIRED, reason=f"no pidfd_spawn path here: {WHY}"
 )
 OTHERS = [b for b in pidproc.BACKENDS if b != "pidfd_spawn"]
+# A spawn in a fresh interpreter that prints the path it took.
+PRINT_PATH = "import pidproc\nwith pidproc.Popen(['true']) as p: pass\nprint(p.backend)"
 
 
 @pytest.fixture
@@ -151,8 +157,7 @@ def test_every_other_path_can_still_be_forced(name: str, monkeypatch: pytest.Mon
     assert (p.backend, p.returncode) == (name, 3)
 
     env = dict(os.environ, PIDPROC_BACKEND=name)
-    code = "import pidproc\nwith pidproc.Popen(['true']) as p: pass\nprint(p.backend)"
-    r = subprocess.run([PY, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    r = subprocess.run([PY, "-c", PRINT_PATH], env=env, capture_output=True, text=True, timeout=60)
     assert r.stdout.strip() == name, r.stderr
 
 
@@ -163,10 +168,9 @@ STRACE = shutil.which("strace")
 @pytest.mark.skipif(STRACE is None, reason="strace is not installed")
 def test_pidfd_spawn_is_one_clone3_that_returns_the_pidfd(tmp_path: Path) -> None:
     out = tmp_path / "trace"
-    code = "import pidproc\nwith pidproc.Popen(['true']) as p: pass\nprint(p.backend)"
     env = {k: v for k, v in os.environ.items() if k != "PIDPROC_BACKEND"}
     cmd = [str(STRACE), "-f", "-qq", "-e", "trace=clone,clone3,fork,vfork,pidfd_open", "-o",
-           str(out), PY, "-c", code]  # fmt: skip
+           str(out), PY, "-c", PRINT_PATH]  # fmt: skip
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
     if r.returncode != 0 and "ptrace" in r.stderr:
         pytest.skip(f"ptrace is not permitted here: {r.stderr[:200]}")
@@ -220,17 +224,8 @@ def test_a_reaper_thread_never_makes_a_program_run_twice(
     import threading
 
     stop = threading.Event()
-
-    def reaper() -> None:
-        while not stop.is_set():
-            try:
-                os.wait()
-            except ChildProcessError:
-                time.sleep(0.0002)
-
     log = tmp_path / "ran"
-    thread = threading.Thread(target=reaper, daemon=True)
-    thread.start()
+    thread = foreign_reaper(stop, 0.0002)
     spawned = []
     try:
         for _ in range(200):
@@ -252,19 +247,12 @@ def test_a_reaper_thread_never_makes_a_program_run_twice(
 def test_clone3_denied_by_a_filter_retires_pidfd_spawn() -> None:
     """glibc's pidfd_spawn clones with clone3 and passes EPERM (a seccomp
     filter) through: after the first such spawn it is no longer tried."""
-    from . import seccomp
+    from ._support import seccomp
 
     if not seccomp.available():
         pytest.skip("libseccomp.so.2 not installed")
-    code = (
-        "import pidproc\n"
-        "from pidproc import _backends\n"
-        "print(pidproc.backends()[0])\n"
-        "with pidproc.Popen(['sh', '-c', 'exit 5']) as p: pass\n"
-        "print(p.backend, p.returncode)\n"
-        "print(pidproc.backends()[0], _backends.reason('pidfd_spawn'))\n"
-    )
-    r = seccomp.run_filtered({"clone3": errno.EPERM}, code)
+    denied = program("pidfd_spawn_path_clone3_denied")
+    r = seccomp.run_filtered({"clone3": errno.EPERM}, program=denied)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [
         "pidfd_spawn",
@@ -339,23 +327,12 @@ def test_failures_pidfd_spawn_cannot_name_are_replayed_exactly(
     assert errors[0] == errors[1]
 
 
-def _kernel_has_pidfd_get_info() -> bool:
-    fd = os.pidfd_open(os.getpid())
-    try:
-        return _pidfd_info.pidfd_info(fd) is not None
-    finally:
-        os.close(fd)
-
-
 def _can_unmount_proc() -> bool:
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        return False
-    probe = ["unshare", "--mount", "--propagation", "private", "umount", "-l", "/proc"]
-    return subprocess.run(probe, capture_output=True).returncode == 0
+    return unshare_works("--mount", "--propagation", "private", then=("umount", "-l", "/proc"))
 
 
 @needs_pidfd_spawn
-@pytest.mark.skipif(not _kernel_has_pidfd_get_info(), reason="kernel without PIDFD_GET_INFO (6.13)")
+@pytest.mark.skipif(not has_pidfd_get_info(), reason="kernel without PIDFD_GET_INFO (6.13)")
 @pytest.mark.skipif(not _can_unmount_proc(), reason="needs root and unshare --mount")
 def test_the_pid_is_known_without_proc() -> None:
     """pidfd_getpid reads /proc/self/fdinfo; without /proc the kernel names
@@ -386,13 +363,13 @@ def test_the_bz31695_guard_matches_every_2_39(version: str, leaks: bool) -> None
     whose version says 2.39 never gets the path (it cannot be told from a
     build with the fix backported).  No 2.39 root here: the mapping is what
     can be checked, with the running glibc below."""
-    assert _backends._leaks_pidfd_on_exec_failure(version) is leaks
+    assert _leaks_pidfd_on_exec_failure(version) is leaks
 
 
 def test_the_bz31695_guard_holds_for_this_glibc() -> None:
     version = os.confstr("CS_GNU_LIBC_VERSION") or ""
     number = version.split()[-1] if version else ""
-    if _backends._leaks_pidfd_on_exec_failure(number):
+    if _leaks_pidfd_on_exec_failure(number):
         assert "pidfd_spawn" not in pidproc.backends()
         assert "BZ 31695" in (_backends.reason("pidfd_spawn") or "")
     elif lib.pidproc_pidfd_spawn_available() and _backends._USE_PIDFD_SPAWN:
@@ -402,16 +379,6 @@ def test_the_bz31695_guard_holds_for_this_glibc() -> None:
 
 
 # ---- CPython 3.14/3.15: the hooks pidproc overrides ----
-
-
-def test_execute_child_takes_what_this_stdlib_passes() -> None:
-    """Popen.__init__ calls _execute_child positionally: ours must take this
-    version's parameters in this version's order (3.10-3.15 so far)."""
-    theirs = list(inspect.signature(subprocess.Popen._execute_child).parameters)  # type: ignore[attr-defined]
-    ours = inspect.signature(pidproc.Popen._execute_child).parameters
-    assert list(ours)[: len(theirs)] == theirs
-    extra = list(ours.values())[len(theirs) :]
-    assert all(p.default is not inspect.Parameter.empty for p in extra), extra
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,6 @@ import gc
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,42 +24,17 @@ from typing import Any
 import pytest
 
 import pidproc
-from pidproc._pidfd_info import PIDFD_INFO_EXIT, pidfd_info
 
-from .conftest import PY, USABLE, children, open_fds
+from ._support.features import IN_PRIVATE_PID_NS, PRIVATE_PID_NS, keeps_exit_status, private_pid_ns
+from ._support.leaks import children, live_fds
+from ._support.programs import program
+from .conftest import PY, USABLE
 from .stress import record, scale
 
 BOUND = 20.0  # seconds any single wait may take before it counts as a hang
 
 
-def _kernel_keeps_exit_status() -> bool:
-    """PIDFD_INFO_EXIT (Linux 6.15): a status still readable after a foreign reap."""
-    with pidproc.use_backend("clone3" if "clone3" in USABLE else None):
-        p = pidproc.Popen(["sh", "-c", "exit 5"])
-    if p.pidfd is None:
-        return False
-    os.waitpid(p.pid, 0)
-    try:
-        for _ in range(100):
-            info = pidfd_info(p.pidfd, PIDFD_INFO_EXIT)
-            if info is None:
-                return False
-            if info.exit_status is not None:
-                return os.waitstatus_to_exitcode(info.exit_status) == 5
-            time.sleep(0.001)
-        return False
-    finally:
-        p.wait()
-
-
-def _unshare_works() -> bool:
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        return False
-    r = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True)
-    return r.returncode == 0
-
-
-HAS_EXIT_INFO = _kernel_keeps_exit_status()
+HAS_EXIT_INFO = keeps_exit_status()
 
 
 class Shared:
@@ -159,14 +133,14 @@ def test_eight_threads(backend: str) -> None:
     timeout), polling, killing and timing out: no hang, every code right."""
     ops = scale(60, 2000)
     gc.collect()
-    fds_before, kids_before = open_fds(), children()
+    fds_before, kids_before = live_fds(), children()
     shared, errors = Shared(), []
     hung = run_threads(
         worker, [(seed, ops, shared, errors) for seed in range(8)], limit=60 + ops * 0.2
     )
     shared.items.clear()
     gc.collect()
-    leaked = len({fd for fd in open_fds() - fds_before if os.path.exists(f"/proc/self/fd/{fd}")})
+    leaked = len(live_fds() - fds_before)
     left = [kid for kid in children() if kid not in kids_before]
     record(f"8 threads racing ({backend})", 8 * ops, len(errors) + len(hung), leaked + len(left))
     assert not hung, "threads hung"
@@ -177,70 +151,6 @@ def test_eight_threads(backend: str) -> None:
 
 # ---- foreign reapers ------------------------------------------------------
 
-REAPERS = r"""
-import json, os, random, signal, subprocess, sys, threading, time
-import pidproc
-
-mode, n = sys.argv[1], int(sys.argv[2])
-stop = threading.Event()
-if mode == "sigchld-ignored":
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
-elif mode == "sigchld-handler":
-    def reap(signum, frame):
-        try:
-            while os.waitpid(-1, os.WNOHANG)[0]:
-                pass
-        except ChildProcessError:
-            pass
-    signal.signal(signal.SIGCHLD, reap)
-elif mode == "wait-thread":
-    def reaper():
-        while not stop.is_set():
-            try:
-                os.wait()
-            except ChildProcessError:
-                time.sleep(0.001)
-    threading.Thread(target=reaper, daemon=True).start()
-
-# Someone else's child: pidproc must never signal it (whoever reaps it).
-quiet = [(os.POSIX_SPAWN_OPEN, fd, "/dev/null", os.O_RDWR, 0) for fd in (0, 1, 2)]
-bystander = os.posix_spawn("/bin/sleep", ["sleep", "60"], os.environ, file_actions=quiet)
-rng = random.Random(5)
-got, hangs = [], 0
-for i in range(n):
-    code = rng.randrange(1, 256)
-    p = pidproc.Popen(["sh", "-c", f"sleep 0.00{rng.randrange(3)}; exit {code}"])
-    held = p.pidfd is not None  # read at once: a reaped child's is closed unless read
-    how = i % 4
-    try:
-        if how == 0:
-            rc = p.wait(timeout=20)
-        elif how == 1:
-            rc = p.wait()  # the child exits by itself: bounded
-        elif how == 2:
-            deadline = time.monotonic() + 20
-            while p.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.0005)
-            rc = p.returncode
-        else:
-            with pidproc.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE) as c:
-                out = c.communicate(b"abc", timeout=20)[0]
-            rc = p.wait(timeout=20)
-            if out != b"abc":
-                rc = "cat"
-    except subprocess.TimeoutExpired:
-        hangs += 1
-        rc = None
-    p.kill(); p.terminate()  # after the exit: must reach nobody
-    got.append([code, rc, held])
-with open(f"/proc/{bystander}/stat") as f:
-    running = f.read().rsplit(")", 1)[1].split()[0] in "RS"
-os.kill(bystander, signal.SIGKILL)
-stop.set()
-print(json.dumps({"got": got, "hangs": hangs, "bystander_running": running,
-                  "backend": p.backend}))
-"""
-
 
 @pytest.mark.parametrize("mode", ["sigchld-ignored", "sigchld-handler", "wait-thread"])
 def test_foreign_reaper(backend: str, mode: str) -> None:
@@ -250,7 +160,11 @@ def test_foreign_reaper(backend: str, mode: str) -> None:
     n = scale(24, 400)
     env = dict(os.environ, PIDPROC_BACKEND=backend)
     r = subprocess.run(
-        [PY, "-c", REAPERS, mode, str(n)], capture_output=True, text=True, timeout=120, env=env
+        [PY, program("races_reapers"), mode, str(n)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
@@ -278,111 +192,24 @@ def test_foreign_reaper(backend: str, mode: str) -> None:
     assert out["bystander_running"]
 
 
-REUSE_BY_REAPER = r"""
-import os, signal, subprocess, sys, threading, time
-import pidproc
-mode = sys.argv[1]
-done = threading.Event()
-stop = threading.Event()
-thread = None
-if mode == "wait-thread":
-    def reaper():
-        while not stop.is_set():
-            try:
-                os.wait()
-                done.set()
-            except ChildProcessError:
-                time.sleep(0.0005)
-    thread = threading.Thread(target=reaper, daemon=True)
-    thread.start()
-else:
-    def reap(signum, frame):
-        try:
-            os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        done.set()
-    signal.signal(signal.SIGCHLD, reap)
-with open("/proc/sys/kernel/pid_max") as f:
-    pid_max = int(f.read())
-for attempt in range(50):
-    done.clear()
-    a = pidproc.Popen(["true"])
-    done.wait(10)
-    if a.pid <= pid_max:
-        break
-    # pidfd_spawn lost the race to name its child (the reaper took it before
-    # glibc read its pid): it says so with a pid above pid_max, which nothing
-    # can hold.  Nothing to recycle: those calls must reach nobody; try again.
-    a.kill(); a.poll(); a.wait(timeout=5)
-else:
-    raise SystemExit("the child was never named")
-time.sleep(0.05)
-assert not os.path.exists(f"/proc/{a.pid}"), "not reaped by the foreign reaper"
-stop.set()
-if thread is not None:
-    thread.join()
-with open("/proc/sys/kernel/ns_last_pid", "w") as f:
-    f.write(str(a.pid - 1))
-signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-b = subprocess.Popen(["sleep", "30"])
-assert b.pid == a.pid, (a.pid, b.pid)
-a.kill(); a.poll(); a.wait(timeout=5); a.terminate()
-try:
-    b.wait(timeout=0.3)
-    print("killed or reaped")
-except subprocess.TimeoutExpired:
-    print("survived")
-b.kill(); b.wait()
-"""
-
-
-@pytest.mark.skipif(not _unshare_works(), reason="needs root and unshare --pid (a private PID ns)")
+@pytest.mark.skipif(not private_pid_ns(), reason=PRIVATE_PID_NS)
 @pytest.mark.parametrize("mode", ["sigchld-handler", "wait-thread"])
 def test_foreign_reaper_then_pid_reuse(pidfd_backend: str, mode: str) -> None:
     """A reaped by a SIGCHLD handler or a waiting thread, B gets A's PID:
     A.kill(), A.poll(), A.wait() never touch B."""
     env = dict(os.environ, PIDPROC_BACKEND=pidfd_backend)
-    cmd = ["unshare", "--pid", "--fork", "--mount-proc", PY, "-c", REUSE_BY_REAPER, mode]
+    cmd = [*IN_PRIVATE_PID_NS, PY, program("races_reuse_by_reaper"), mode]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "survived"
 
 
-# The fork path opens the pidfd just after the stdlib's spawn: a foreign
-# reaper can take the child in between.  The hook reaps it right there.
-REAPED_BEFORE_PIDFD_OPEN = r"""
-import os, signal, subprocess
-import pidproc
-pidproc.backends()  # probed with the real pidfd_open
-real_pidfd_open = os.pidfd_open
-def reap_first(pid, flags=0):
-    os.waitpid(pid, 0)  # a foreign reaper, at the worst moment
-    return real_pidfd_open(pid, flags)
-os.pidfd_open = reap_first
-with pidproc.use_backend("fork"):
-    a = pidproc.Popen(["true"])
-os.pidfd_open = real_pidfd_open
-with open("/proc/sys/kernel/ns_last_pid", "w") as f:
-    f.write(str(a.pid - 1))
-b = subprocess.Popen(["sleep", "30"])
-assert b.pid == a.pid, (a.pid, b.pid)
-a.kill(); a.poll(); a.wait(timeout=5); a.terminate()
-try:
-    b.wait(timeout=0.3)
-    print("killed or reaped", a.pidfd, a.returncode)
-except subprocess.TimeoutExpired:
-    print("survived", a.pidfd, a.returncode)
-b.kill(); b.wait()
-"""
-
-
-@pytest.mark.skipif(not _unshare_works(), reason="needs root and unshare --pid (a private PID ns)")
+@pytest.mark.skipif(not private_pid_ns(), reason=PRIVATE_PID_NS)
 @pytest.mark.skipif("fork" not in USABLE, reason="no fork path here")
 def test_fork_path_child_reaped_before_its_pidfd_was_opened() -> None:
     """No pidfd could be had, and the child is known gone: it reads as the
     stdlib reads a foreign reap (0), and its PID is never signalled."""
-    cmd = ["unshare", "--pid", "--fork", "--mount-proc", PY, "-c", REAPED_BEFORE_PIDFD_OPEN]
+    cmd = [*IN_PRIVATE_PID_NS, PY, program("races_reaped_before_pidfd_open")]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "survived None 0"

@@ -1,6 +1,6 @@
 """Faults from real sandboxes: seccomp filters as container runtimes install.
 
-Each scenario runs a fresh interpreter behind a real filter (``tests/seccomp``)
+Each scenario runs a fresh interpreter behind a real filter (``tests/_support/seccomp.py``)
 that runs one battery of Popen uses (spawn, wait with and without timeout,
 poll, signals, communicate, run, the usual errors, close_fds and pass_fds,
 user=) through the stdlib and through pidproc on every path usable there.
@@ -27,7 +27,9 @@ from typing import Any
 
 import pytest
 
-from . import seccomp
+from ._support import seccomp
+from ._support.features import IN_PRIVATE_PID_NS, PRIVATE_PID_NS, private_pid_ns
+from ._support.programs import program
 from .conftest import PY
 from .stress import NOT_OURS, record
 
@@ -35,139 +37,6 @@ pytestmark = pytest.mark.skipif(not seccomp.available(), reason="libseccomp.so.2
 
 CLONE_PIDFD = 0x1000
 P_PIDFD = 3
-
-BATTERY = r"""
-import errno, json, os, select, signal, subprocess, sys
-import pidproc
-
-def open_fds():
-    return sorted(int(fd) for fd in os.listdir("/proc/self/fd"))
-
-def children():
-    out = []
-    for task in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{task}/children") as f:
-            out += f.read().split()
-    return out
-
-def outcome(fn):
-    try:
-        return ["ok", fn()]
-    except subprocess.TimeoutExpired as e:  # its message carries the time left
-        return ["TimeoutExpired", e.cmd, e.output]
-    except Exception as e:
-        return [type(e).__name__, getattr(e, "errno", None), getattr(e, "filename", None), str(e)]
-
-SCRATCH = os.environ["PIDPROC_SCRATCH"]
-NOEXEC = os.path.join(SCRATCH, "noexec")
-
-def battery(M):
-    r = {}
-    r["exit"] = outcome(lambda: M.Popen(["sh", "-c", "exit 3"]).wait())
-
-    def timeout_then_terminate():
-        p = M.Popen(["sleep", "10"])
-        try:
-            p.wait(timeout=0.02)
-            return "no timeout"
-        except subprocess.TimeoutExpired:
-            pass
-        first = p.poll()
-        p.terminate()
-        return [first, p.wait(timeout=10), p.poll(), p.wait()]
-    r["timeout"] = outcome(timeout_then_terminate)
-
-    def kill():
-        p = M.Popen(["sleep", "10"])
-        p.kill()
-        return p.wait()
-    r["kill"] = outcome(kill)
-
-    def usr1():
-        p = M.Popen(["sleep", "10"])
-        p.send_signal(signal.SIGUSR1)
-        return p.wait(timeout=10)
-    r["usr1"] = outcome(usr1)
-
-    def signal_after_exit():
-        p = M.Popen(["true"])
-        p.wait()
-        p.kill(); p.terminate(); p.send_signal(signal.SIGUSR1)
-        return p.returncode
-    r["after_exit"] = outcome(signal_after_exit)
-
-    def communicate():
-        p = M.Popen(["cat"], stdin=M.PIPE, stdout=M.PIPE)
-        return [p.communicate(b"hello", timeout=10)[0].decode(), p.returncode]
-    r["communicate"] = outcome(communicate)
-
-    def communicate_timeout():
-        p = M.Popen(["sh", "-c", "echo part; exec sleep 10"], stdout=M.PIPE)
-        # Once "part" is in the pipe: the timeout must keep it, however
-        # slowly the shell starts (an emulated CPU takes longer than 0.1 s).
-        select.select([p.stdout], [], [], 30)
-        try:
-            p.communicate(timeout=0.1)
-            return "no timeout"
-        except subprocess.TimeoutExpired:
-            pass
-        p.kill()
-        return [p.communicate()[0].decode(), p.returncode]
-    r["communicate_timeout"] = outcome(communicate_timeout)
-
-    def run():
-        c = M.run(["sh", "-c", "echo out; echo err >&2; exit 2"], capture_output=True,
-                  timeout=10)
-        return [c.returncode, c.stdout.decode(), c.stderr.decode()]
-    r["run"] = outcome(run)
-    r["run_timeout"] = outcome(lambda: M.run(["sleep", "10"], timeout=0.05))
-
-    r["missing"] = outcome(lambda: M.Popen(["pidproc-no-such-program"]))
-    r["bad_cwd"] = outcome(lambda: M.Popen(["true"], cwd="/nonexistent"))
-    r["dir_as_program"] = outcome(lambda: M.Popen([SCRATCH]))
-    r["not_executable"] = outcome(lambda: M.Popen([NOEXEC]))
-    r["nul"] = outcome(lambda: M.Popen(["true", "a\0b"]))
-
-    def listing(keep_w=False, **kw):
-        rd, wr = os.pipe()
-        os.set_inheritable(rd, True)
-        os.set_inheritable(wr, True)
-        ours = f"pipe:[{os.fstat(rd).st_ino}]"
-        if keep_w:
-            kw["pass_fds"] = [wr]
-        try:
-            out = M.run(["ls", "-l", "/proc/self/fd"], stdout=M.PIPE, **kw).stdout.decode()
-        finally:
-            os.close(rd); os.close(wr)
-        names = []
-        for line in out.splitlines()[1:]:  # "lr-x------ ... 3 -> pipe:[123]"
-            fd, target = int(line.split(" -> ")[0].split()[-1]), line.split(" -> ")[1]
-            if target == ours:
-                names.append({rd: "r", wr: "w"}.get(fd, f"{fd}=ours"))
-            else:
-                names.append(str(fd) if fd < 3 else "other")
-        return sorted(names)
-    r["close_fds"] = outcome(listing)
-    r["pass_fds"] = outcome(lambda: listing(keep_w=True))
-    r["inherit"] = outcome(lambda: listing(close_fds=False))
-    if os.geteuid() == 0:
-        r["user"] = outcome(lambda: M.run(["id", "-u"], user=65534, stdout=M.PIPE).stdout.decode())
-    return r
-
-before = (open_fds(), children())
-result = {"stdlib": battery(subprocess), "paths": {}, "usable": pidproc.backends()}
-for name in result["usable"]:
-    with pidproc.use_backend(name):
-        result["paths"][name] = battery(pidproc)
-with pidproc.use_backend(None):
-    p = pidproc.Popen(["true"])
-    result["default"] = [p.backend, p.pidfd is not None]
-    p.wait()
-    del p
-import gc; gc.collect()
-result["leaked"] = [before, (open_fds(), children())]
-print(json.dumps(result))
-"""
 
 ALL_PIDFD = {
     "clone3": errno.ENOSYS,
@@ -215,7 +84,12 @@ def batteries(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, A
     (scratch / "noexec").write_text("#!/bin/sh\n")
 
     def run(rules: dict[str, seccomp.Rule]) -> dict[str, Any]:
-        r = seccomp.run_filtered(rules, BATTERY, timeout=120, env={"PIDPROC_SCRATCH": str(scratch)})
+        r = seccomp.run_filtered(
+            rules,
+            program=program("sandbox_battery"),
+            timeout=120,
+            env={"PIDPROC_SCRATCH": str(scratch)},
+        )
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout)  # type: ignore[no-any-return]
 
@@ -300,112 +174,35 @@ def test_paths_behave_as_without_the_filter(
     assert before == after
 
 
-SIGNAL_DENIED = r"""
-import os, signal, subprocess, threading, time
-import pidproc
-for name in ("clone3", "clone", "fork"):
-    with pidproc.use_backend(name):
-        p = pidproc.Popen(["sleep", "10"])
-        assert p.pidfd is not None and p.backend == name
-        try:
-            signal.pidfd_send_signal(p.pidfd, 0)
-        except OSError as e:
-            denied = e.errno
-        p.terminate()
-        codes = [p.wait(timeout=10)]
-        # A waiter blocked in waitid holds the wait lock: kill() from another
-        # thread must neither wait for it nor be skipped.
-        p = pidproc.Popen(["sleep", "10"])
-        t = threading.Thread(target=lambda: codes.append(p.wait()))
-        t.start()
-        time.sleep(0.05)
-        p.kill()
-        t.join(10)
-        codes.append(t.is_alive())
-        # Reaped behind our back: the PID is no longer certainly ours.
-        p = pidproc.Popen(["true"])
-        os.waitpid(p.pid, 0)
-        p.kill()
-        codes.append(p.returncode)
-        print(name, denied, codes)
-"""
-
-
 @pytest.mark.parametrize("err", [errno.ENOSYS, errno.EPERM], ids=["ENOSYS", "EPERM"])
 def test_pidfd_send_signal_denied_falls_back_to_kill(err: int) -> None:
-    r = seccomp.run_filtered({"pidfd_send_signal": err}, SIGNAL_DENIED)
+    r = seccomp.run_filtered({"pidfd_send_signal": err}, program=program("sandbox_signal_denied"))
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines == [f"{name} {err} [-15, -9, False, 0]" for name in ("clone3", "clone", "fork")]
-
-
-def _unshare_works() -> bool:
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        return False
-    r = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True)
-    return r.returncode == 0
 
 
 # The PID-reuse race, with pidfd_send_signal denied.  The worst moment: A is
 # alive when kill() polls it, then dies, is reaped behind Popen's back and
 # B takes its PID, all before kill() falls back to kill(pid).  The hook on
 # poll() puts all of that exactly there.
-REUSE_DENIED = r"""
-import os, signal, subprocess, sys
-import pidproc
-a = pidproc.Popen(["sleep", "30"])
-b = None
-real_poll = a.poll
-def poll_then_recycle():
-    global b
-    rc = real_poll()
-    if b is None:
-        os.kill(a.pid, signal.SIGKILL)
-        os.waitpid(a.pid, 0)
-        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
-            f.write(str(a.pid - 1))
-        b = subprocess.Popen(["sleep", "30"])
-        assert b.pid == a.pid, (a.pid, b.pid)
-    return rc
-a.poll = poll_then_recycle
-a.kill()
-a.terminate()
-try:
-    b.wait(timeout=0.3)  # a signal takes a moment to land
-    print("killed")
-except subprocess.TimeoutExpired:
-    print("survived")
-b.kill(); b.wait()
-"""
-
-
-@pytest.mark.skipif(not _unshare_works(), reason="needs root and unshare --pid (a private PID ns)")
+@pytest.mark.skipif(not private_pid_ns(), reason=PRIVATE_PID_NS)
 @pytest.mark.parametrize("backend_name", ["clone3", "clone", "fork"])
 def test_denied_pidfd_send_signal_never_kills_a_recycled_pid(backend_name: str) -> None:
     r = seccomp.run_filtered(
         {"pidfd_send_signal": errno.ENOSYS},
-        REUSE_DENIED,
+        program=program("sandbox_reuse_denied"),
         env={"PIDPROC_BACKEND": backend_name},
-        prefix=("unshare", "--pid", "--fork", "--mount-proc"),
+        prefix=IN_PRIVATE_PID_NS,
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "survived"
 
 
-FORCED_BUT_DENIED = r"""
-import pidproc
-for name in ("clone3", "clone"):
-    with pidproc.use_backend(name):
-        try:
-            pidproc.Popen(["true"]).wait()
-        except pidproc.BackendUnavailable as e:
-            print(name, e)
-"""
-
-
 def test_forcing_a_denied_path_says_why() -> None:
     r = seccomp.run_filtered(
-        {"clone3": errno.EPERM, "clone": (errno.EPERM, 0, CLONE_PIDFD)}, FORCED_BUT_DENIED
+        {"clone3": errno.EPERM, "clone": (errno.EPERM, 0, CLONE_PIDFD)},
+        program=program("sandbox_forced_but_denied"),
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [
@@ -418,34 +215,13 @@ def test_forcing_a_denied_path_says_why() -> None:
 
 CLEAR_SIGHAND = 0x100000000
 
-SIGHAND = r"""
-import errno, signal, subprocess, sys
-sys.path.insert(0, {root!r})
-from tests import seccomp
-import pidproc
-signal.signal(signal.SIGUSR1, lambda *a: None)
-signal.signal(signal.SIGUSR2, signal.SIG_IGN)
-seen = seccomp.veto_clone3_flags({flag}, errno.EINVAL)
-status = "grep ^Sig[BIC] /proc/self/status"
-with pidproc.use_backend("clone3"):
-    outs = []
-    for _ in range(3):
-        p = pidproc.Popen(["sh", "-c", status], stdout=subprocess.PIPE)
-        outs.append(p.communicate()[0])
-        assert p.backend == "clone3", p.backend
-std = subprocess.run(["sh", "-c", status], stdout=subprocess.PIPE).stdout
-print(outs == [std] * 3, [hex(w & {flag}) for w in seen])
-"""
-
 
 def test_clone3_without_clear_sighand_resets_handlers_in_the_child(tmp_path: Path) -> None:
     """A kernel that rejects CLONE_CLEAR_SIGHAND with EINVAL: clone3 is retried
     without it once, remembered, and the child resets the handlers itself."""
-    root = str(Path(__file__).resolve().parent.parent)
-    code = SIGHAND.format(root=root, flag=CLEAR_SIGHAND)
     strace = shutil.which("strace")
     trace = tmp_path / "trace"
-    cmd = [PY, "-c", code]
+    cmd = [PY, program("sandbox_clear_sighand"), str(CLEAR_SIGHAND)]
     if strace:
         cmd = [strace, "-f", "-qq", "-o", str(trace), "-e", "trace=rt_sigaction,execve", *cmd]
     env = {k: v for k, v in os.environ.items() if k != "PIDPROC_BACKEND"}

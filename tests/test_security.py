@@ -30,7 +30,9 @@ import pytest
 
 import pidproc
 
-from . import seccomp
+from ._support import seccomp
+from ._support.features import runnable_by_anyone
+from ._support.programs import program, source
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="changing uid/gid/groups needs root (CAP_SETUID, CAP_SETGID)"
@@ -146,30 +148,13 @@ def test_all_ones_id_changes_nothing_as_in_stdlib(backend: str, kwargs: dict[str
     assert ours["Uid"] == [str(os.getuid())] * 4 and ours["Gid"] == [str(os.getgid())] * 4
 
 
-def _world_executable(path: str) -> bool:
-    real = os.path.realpath(path)
-    parts = real.split("/")
-    dirs = ["/".join(parts[:i]) or "/" for i in range(1, len(parts))]
-    return all(os.stat(d).st_mode & 0o001 for d in [*dirs, real])
-
-
-REGAIN = (
-    "import os\n"
-    "for name, call in [('setuid', lambda: os.setuid(0)), ('seteuid', lambda: os.seteuid(0)),\n"
-    "                   ('setresuid', lambda: os.setresuid(0, 0, 0)),\n"
-    "                   ('setgid', lambda: os.setgid(0)),\n"
-    "                   ('setgroups', lambda: os.setgroups([0]))]:\n"
-    "    try:\n"
-    "        call(); print(name, 'REGAINED')\n"
-    "    except PermissionError:\n"
-    "        print(name, 'denied')\n"
-    "print(os.getresuid(), os.getresgid(), sorted(os.getgroups()))\n"
-)
+# Run by nobody, who may not read the tree: from its text.
+REGAIN = source("security_regain_root")
 
 
 def test_dropped_program_cannot_regain_root(backend: str) -> None:
     python = next((p for p in ("/usr/bin/python3",) if os.path.exists(p)), None)
-    if python is None or not _world_executable(python):
+    if python is None or not runnable_by_anyone(python):
         pytest.skip("no Python interpreter here that an unprivileged user may run")
     kwargs: dict[str, Any] = {"user": 65534, "group": 65534, "extra_groups": [100]}
     ours = pidproc.check_output([python, "-c", REGAIN], text=True, cwd="/", **kwargs)
@@ -179,42 +164,6 @@ def test_dropped_program_cannot_regain_root(backend: str) -> None:
 
 
 # ---- a step that fails under a real seccomp filter --------------------------
-
-FILTERED = r"""
-import json, os, subprocess, sys
-import pidproc
-
-def children():
-    with open('/proc/self/task/%d/children' % os.getpid()) as f:
-        return [int(pid) for pid in f.read().split()]
-
-marker_dir = sys.argv[1]
-requests = {
-    'few': dict(user=65534, group=65534, extra_groups=[100]),
-    'many': dict(user=1234, group=4321, extra_groups=list(range(1000, 1300))),
-}
-report = {}
-for name in ['stdlib', *pidproc.backends()]:
-    for size, kwargs in requests.items():
-        marker = os.path.join(marker_dir, f'{name}-{size}')
-        before = children()
-        try:
-            if name == 'stdlib':
-                p = subprocess.Popen([TOUCH, marker], cwd='/', **kwargs)
-            else:
-                with pidproc.use_backend(name):
-                    p = pidproc.Popen([TOUCH, marker], cwd='/', **kwargs)
-            p.wait()
-            result = ['ran', p.returncode]
-        except Exception as e:
-            result = [type(e).__name__, e.errno, e.strerror, e.filename]
-        report[f'{name}-{size}'] = {
-            'result': result,
-            'program ran': os.path.exists(marker),
-            'children left': [c for c in children() if c not in before],
-        }
-print(json.dumps(report))
-""".replace("TOUCH", repr(TOUCH))
 
 
 @pytest.fixture
@@ -229,9 +178,9 @@ def marker_dir() -> Iterator[str]:
 def _filtered(rule: dict[str, seccomp.Rule], marker_dir: str) -> dict[str, Any]:
     if not seccomp.available():
         pytest.skip("libseccomp.so.2 is not installed")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    code = f"import sys; sys.argv[1:] = [{marker_dir!r}]; sys.path.insert(0, {root!r})\n"
-    r = seccomp.run_filtered(rule, code + FILTERED)
+    r = seccomp.run_filtered(
+        rule, program=program("security_filtered_drop"), args=[marker_dir, TOUCH]
+    )
     assert r.returncode == 0, r.stderr
     report: dict[str, Any] = json.loads(r.stdout)
     # The filtered interpreter used every path this process uses.

@@ -29,6 +29,7 @@ import pytest
 
 import pidproc
 
+from ._support.programs import program
 from .conftest import PY
 
 CAT = shutil.which("cat", path="/usr/bin:/bin") or "/bin/cat"
@@ -216,41 +217,20 @@ def test_no_splitting_without_shell(backend: str) -> None:
 
 # ---- NUL bytes: rejected before any process exists -------------------------
 
-NUL_CASES = [
-    "dict(args=['true', 'a\\0b'])",
-    "dict(args=[b'true', b'a\\0b'])",
-    "dict(args=['tr\\0ue'])",
-    "dict(args='tr\\0ue')",
-    "dict(args=['true'], executable='tr\\0ue')",
-    "dict(args='true\\0', shell=True)",
-    "dict(args=['true'], env={'A': 'x\\0y'})",
-    "dict(args=['true'], env={'A\\0': 'x'})",
-    "dict(args=['true'], env={b'B': b'\\0'})",
-    "dict(args=['true'], env={'PATH': '/bin\\0'})",
-    "dict(args=['true'], cwd='/tm\\0p')",
-    "dict(args=['true'], user=0, cwd='/\\0')",
+NUL_CASES: list[dict[str, Any]] = [
+    dict(args=["true", "a\0b"]),
+    dict(args=[b"true", b"a\0b"]),
+    dict(args=["tr\0ue"]),
+    dict(args="tr\0ue"),
+    dict(args=["true"], executable="tr\0ue"),
+    dict(args="true\0", shell=True),
+    dict(args=["true"], env={"A": "x\0y"}),
+    dict(args=["true"], env={"A\0": "x"}),
+    dict(args=["true"], env={b"B": b"\0"}),
+    dict(args=["true"], env={"PATH": "/bin\0"}),
+    dict(args=["true"], cwd="/tm\0p"),
+    dict(args=["true"], user=0, cwd="/\0"),
 ]
-
-NUL_SCRIPT = r"""
-import os, subprocess, sys
-import pidproc
-cases = [CASES]
-marks = os.open('/dev/null', os.O_WRONLY)
-paths = pidproc.backends()  # probes spawn: done before the first mark
-for i, name in enumerate(['stdlib', *paths]):
-    module = subprocess if name == 'stdlib' else pidproc
-    with pidproc.use_backend(None if name == 'stdlib' else name):
-        for j, kwargs in enumerate(cases):
-            os.write(marks, b'BEGIN %d %d' % (i, j))
-            try:
-                module.Popen(**kwargs)
-            except ValueError as e:
-                print(name, j, type(e).__name__, e)
-            os.write(marks, b'END %d %d' % (i, j))
-        os.write(marks, b'BEGIN %d control' % i)
-        module.call(['true'])
-        os.write(marks, b'END %d control' % i)
-""".replace("CASES", ", ".join(NUL_CASES))
 
 
 def test_nul_rejected_before_anything_is_spawned(tmp_path: pathlib.Path) -> None:
@@ -260,7 +240,7 @@ def test_nul_rejected_before_anything_is_spawned(tmp_path: pathlib.Path) -> None
     log = tmp_path / "trace"
     r = subprocess.run(
         [strace, "-f", "-qq", "-o", str(log), "-e", "trace=clone,clone3,fork,vfork,write",
-         sys.executable, "-c", NUL_SCRIPT],
+         sys.executable, program("security_nul_cases"), repr(NUL_CASES)],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     if r.returncode != 0 and "ptrace" in r.stderr:

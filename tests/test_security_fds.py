@@ -27,34 +27,19 @@ from typing import Any
 import pytest
 
 import pidproc
-from pidproc import _backends
+from pidproc._spawn import state as _backends
+from pidproc._spawn.paths import BY_NAME
 
-from . import seccomp
+from ._support import seccomp
+from ._support.leaks import child_fds
+from ._support.programs import program
 
-LS = shutil.which("ls", path="/usr/bin:/bin") or "/bin/ls"
 SLEEP = shutil.which("sleep", path="/usr/bin:/bin") or "/bin/sleep"
 
 
 def is_pidfd(target: str) -> bool:
     # anon_inode:[pidfd] before Linux 6.9, pidfd:[inode] on pidfs.
     return "pidfd" in target
-
-
-def child_fds(module: Any, **kwargs: Any) -> dict[int, str]:
-    """{fd: readlink target} as the child itself sees them."""
-    with module.Popen([LS, "-l", "/proc/self/fd/"], stdout=subprocess.PIPE, **kwargs) as p:
-        out = p.communicate()[0].decode()
-    assert p.returncode == 0
-    fds = {}
-    for line in out.splitlines():
-        if " -> " not in line:
-            continue
-        left, target = line.split(" -> ", 1)
-        fd = int(left.split()[-1])
-        if target == f"/proc/{p.pid}/fd":
-            continue  # ls's own directory handle
-        fds[fd] = "<stdout pipe>" if fd == 1 else target
-    return fds
 
 
 def inheritable_fds() -> set[int]:
@@ -185,7 +170,7 @@ def test_no_leak_between_threads_spawning_at_once() -> None:
                 _backends._probe_pidfd_wait()  # pidfd_open of ourselves
                 for name in paths:
                     if name in ("clone3", "clone"):
-                        _backends._probe_c(name)  # a probe child and its pidfd
+                        _backends._probe_by_spawning(BY_NAME[name])  # a probe child and its pidfd
         except BaseException as e:  # noqa: BLE001 - reported by the main thread
             errors.append(e)
 
@@ -209,33 +194,13 @@ def test_no_leak_between_threads_spawning_at_once() -> None:
         assert not [t for t in fds.values() if is_pidfd(t)], fds
 
 
-CLOSE_FALLBACK = r"""
-import json, os, subprocess
-import pidproc
-from tests.test_security_fds import child_fds
-
-for target in (50, 300, 1023):  # inheritable descriptors at scattered numbers
-    fd = os.open('/dev/null', os.O_RDONLY)
-    os.dup2(fd, target)
-    os.close(fd)
-report = {}
-for name in ['stdlib', *pidproc.backends()]:
-    module = subprocess if name == 'stdlib' else pidproc
-    with pidproc.use_backend(None if name == 'stdlib' else name):
-        report[name] = [sorted(child_fds(module)), sorted(child_fds(module, pass_fds=[300]))]
-print(json.dumps(report))
-"""
-
-
 @pytest.mark.parametrize("err", [errno.ENOSYS, errno.EPERM])
 def test_close_fds_without_close_range(err: int) -> None:
     """close_range missing (before 5.9) or denied by seccomp: the child
     lists /proc/self/fd instead, and still closes everything it should."""
     if not seccomp.available():
         pytest.skip("libseccomp.so.2 is not installed")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    code = f"import sys; sys.path.insert(0, {root!r})\n" + CLOSE_FALLBACK
-    r = seccomp.run_filtered({"close_range": err}, code)
+    r = seccomp.run_filtered({"close_range": err}, program=program("security_fds_close_fallback"))
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert sorted(report) == sorted(["stdlib", *pidproc.backends()])

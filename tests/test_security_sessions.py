@@ -21,56 +21,8 @@ import pytest
 
 import pidproc
 
+from ._support.programs import program
 from .conftest import PY
-
-SCRIPT = r"""
-import fcntl, json, os, subprocess, sys, termios
-import pidproc
-
-fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-me = os.getpid()
-pgrp = os.getpgrp()
-
-def stat(pid):
-    with open(f'/proc/{pid}/stat') as f:
-        fields = f.read().rsplit(')', 1)[1].split()
-    return [int(x) for x in fields[2:6]]  # pgrp, session, tty_nr, tpgid
-
-own_tty = stat(me)[2]
-assert own_tty != 0 and os.tcgetpgrp(0) == pgrp == me, 'no controlling terminal'
-
-def name(value, child):
-    return {child: 'child', me: 'parent', -1: 'none'}.get(value, value)
-
-cases = {'default': {}, 'new-session': {'start_new_session': True}}
-if sys.version_info >= (3, 11):
-    cases.update({
-        'process-group-0': {'process_group': 0},
-        'process-group-of-parent': {'process_group': pgrp},
-        'new-session-and-group-0': {'start_new_session': True, 'process_group': 0},
-        'group-in-other-session': {'process_group': 1},
-        'group-that-does-not-exist': {'process_group': 2**22 - 7},
-    })
-report = {}
-for path in ['stdlib', *pidproc.backends()]:
-    module = subprocess if path == 'stdlib' else pidproc
-    report[path] = {}
-    with pidproc.use_backend(None if path == 'stdlib' else path):
-        for case, kwargs in cases.items():
-            try:
-                with module.Popen(['sleep', '30'], **kwargs) as p:
-                    pg, sid, tty, tpgid = stat(p.pid)
-                    p.kill()
-                report[path][case] = {
-                    'pgrp': name(pg, p.pid), 'session': name(sid, p.pid),
-                    'tty': 'parent' if tty == own_tty else tty,
-                    'tpgid': name(tpgid, p.pid),
-                    'foreground after': name(os.tcgetpgrp(0), None),
-                }
-            except OSError as e:
-                report[path][case] = [type(e).__name__, e.errno, e.strerror, e.filename]
-os.write(int(sys.argv[1]), json.dumps(report).encode())
-"""
 
 
 def run_under_terminal() -> dict[str, Any]:
@@ -78,7 +30,7 @@ def run_under_terminal() -> dict[str, Any]:
     r, w = os.pipe()
     try:
         p = subprocess.Popen(
-            [PY, "-c", SCRIPT, str(w)],
+            [PY, program("security_sessions_terminal"), str(w)],
             stdin=slave, stdout=slave, stderr=subprocess.PIPE,
             start_new_session=True, pass_fds=[w],
         )  # fmt: skip
@@ -119,7 +71,7 @@ def test_groups_sessions_terminal_match_stdlib() -> None:
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="process_group= is new in 3.11")
 def test_process_group_error_leaves_nothing(backend: str) -> None:
     """A refused setpgid: the stdlib's exception, no child left behind."""
-    from .conftest import children
+    from ._support.leaks import children
 
     before = children()
 

@@ -33,6 +33,8 @@ import pytest
 
 import pidproc
 
+from ._support.programs import program
+
 CAT = shutil.which("cat", path="/usr/bin:/bin") or "/bin/cat"
 STATUS = [CAT, "/proc/self/status"]
 
@@ -175,24 +177,7 @@ def test_mask_of_the_spawning_thread(backend: str) -> None:
 
 # ---- before exec: the moment the child still runs on the parent's memory ---
 
-PRE_EXEC = r"""
-import os, signal, subprocess, sys
-import pidproc
-signal.signal(signal.SIGUSR1, lambda *a: None)
-signal.signal(signal.SIGRTMIN + 1, lambda *a: None)
-signal.signal(signal.SIGCHLD, lambda *a: None)
-signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2, signal.SIGRTMIN + 2})
-with open('/proc/self/status') as f:
-    mine = {l.split(':')[0]: l.split()[1] for l in f if l.startswith('Sig')}
-print(os.getpid(), mine['SigBlk'], mine['SigCgt'], flush=True)
-for name in ['stdlib', *pidproc.backends()]:
-    module = subprocess if name == 'stdlib' else pidproc
-    with pidproc.use_backend(None if name == 'stdlib' else name):
-        p = module.Popen([TRUE])
-        print(name, p.pid, flush=True)
-        p.wait()
-""".replace("TRUE", repr(shutil.which("true", path="/usr/bin:/bin") or "/bin/true"))
-
+TRUE = shutil.which("true", path="/usr/bin:/bin") or "/bin/true"
 EXECVE = {"x86_64": "59", "aarch64": "221"}
 SIG_LINES = ("SigBlk", "SigIgn", "SigCgt")
 
@@ -214,7 +199,8 @@ def test_handlers_reset_and_mask_restored_before_exec() -> None:
         pytest.skip(f"execve's syscall number on {platform.machine()} is not listed here")
     proc = subprocess.Popen(
         [strace, "-f", "-qq", "-o", "/dev/null", "-e", "trace=execve",
-         "-e", "inject=execve:delay_enter=200000", sys.executable, "-c", PRE_EXEC],
+         "-e", "inject=execve:delay_enter=200000",
+         sys.executable, program("security_signals_pre_exec"), TRUE],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert proc.stdout is not None

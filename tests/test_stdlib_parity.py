@@ -21,14 +21,8 @@ import pytest
 
 import pidproc
 
+from ._support.outcome import outcome
 from .conftest import PY
-
-
-def outcome(call: Callable[[], Any]) -> tuple[Any, ...]:
-    try:
-        return ("ok", call())
-    except Exception as e:  # noqa: BLE001 - comparing whatever is raised
-        return (type(e), getattr(e, "errno", None), getattr(e, "filename", None), str(e))
 
 
 def both(module_call: Callable[[Any], Any]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:

@@ -6,7 +6,6 @@ import os
 import random
 import resource
 import subprocess
-import textwrap
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +15,9 @@ import pytest
 import pidproc
 from pidproc import _pidfd
 
-from .conftest import PY, children, open_fds
+from ._support.leaks import children, open_fds
+from ._support.programs import program
+from .conftest import PY
 
 # Blocks until its stdin is closed, then exits with the code it was given.
 HOLD = ["sh", "-c", 'read x; exit "$0"']
@@ -84,23 +85,13 @@ def test_mixed_popens_and_pidfds() -> None:
     pf.close()
 
 
-MIDDLE = textwrap.dedent(
-    """
-    import os, sys
-    pid = os.fork()
-    if pid == 0:
-        os._exit(int(sys.argv[1]))
-    print(pid, flush=True)
-    sys.stdin.readline()
-    os.waitpid(pid, 0)
-    """
-)
-
-
 def test_a_process_that_is_not_ours() -> None:
     # A grandchild: it exits at once, its parent reaps it when told.
     middle = pidproc.Popen(
-        [PY, "-c", MIDDLE, "17"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [PY, program("reaps_when_told"), "17"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert middle.stdin is not None and middle.stdout is not None
     gpid = int(middle.stdout.readline())

@@ -484,7 +484,7 @@ def copy_tree(files: list[str], dest: Path) -> None:
 PATHS_PROBE = r"""
 import json, os, sys
 import pidproc
-from pidproc import _backends
+from pidproc._spawn import state as _backends
 out = {
     "python": sys.version.split()[0],
     "glibc": os.confstr("CS_GNU_LIBC_VERSION"),

@@ -183,7 +183,7 @@ def clone3_accepts(flags: int) -> tuple[bool, str]:
 
 def gate_pidfd_spawn() -> tuple[bool, str]:
     import pidproc
-    from pidproc import _backends
+    from pidproc._spawn import state as _backends
 
     usable = "pidfd_spawn" in pidproc.backends()
     return usable, "usable" if usable else str(_backends.reason("pidfd_spawn"))
@@ -260,7 +260,7 @@ print(json.dumps(out))
 PATHS = r"""
 import json, os, sys
 import pidproc
-from pidproc import _backends
+from pidproc._spawn import state as _backends
 out = {
     "python": sys.version.split()[0],
     "glibc": os.confstr("CS_GNU_LIBC_VERSION").split()[-1],

@@ -31,13 +31,33 @@ from ._api import (  # type: ignore[no-redef]  # ours replace the star-imported 
     getstatusoutput,
     run,
 )
-from ._backends import BACKENDS, backends, use_backend
 from ._errors import BackendUnavailable
 from ._patch import patch, patched, unpatch
-from ._peer import peer_pidfd, pidfd_from_ancdata, recv_with_pidfd, set_pass_pidfd
-from ._pidfd import Advice, Namespace, PidFd
 from ._popen import Popen
-from ._waitmany import as_completed, wait_any
+from ._spawn.state import BACKENDS, backends, use_backend
+
+# The pidfd toolkit, the unix-socket calls and waiting on many are loaded on
+# first use (PEP 562 below), so that `import pidproc` costs little more than
+# `import subprocess`: every Python process pays it under PIDPROC_PATCH=1.
+# Type checkers read the imports; at run time TYPE_CHECKING is False without
+# importing typing.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._peer import peer_pidfd, pidfd_from_ancdata, recv_with_pidfd, set_pass_pidfd
+    from ._pidfd import Advice, Namespace, PidFd
+    from ._waitmany import as_completed, wait_any
+
+_LAZY = {
+    "Advice": "_pidfd",
+    "Namespace": "_pidfd",
+    "PidFd": "_pidfd",
+    "peer_pidfd": "_peer",
+    "pidfd_from_ancdata": "_peer",
+    "recv_with_pidfd": "_peer",
+    "set_pass_pidfd": "_peer",
+    "as_completed": "_waitmany",
+    "wait_any": "_waitmany",
+}
 
 __version__ = "0.1.0"
 
@@ -66,3 +86,22 @@ __all__ = [
 _EXPLICIT = (DEVNULL, PIPE, STDOUT, CalledProcessError, CompletedProcess, SubprocessError)
 _OURS = (TimeoutExpired, call, check_call, check_output, getoutput, getstatusoutput, run, Popen)
 del _EXPLICIT, _OURS
+
+
+if not TYPE_CHECKING:  # hidden from type checkers, which would then accept any name
+
+    def __getattr__(name: str) -> object:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        import importlib
+
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
+        globals()[name] = value  # later lookups find it without this function
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *_LAZY})
+
+
+del TYPE_CHECKING

@@ -14,6 +14,10 @@ frames of this runner are left out of it.
 
 Only this process is patched: Python children it starts run the stdlib
 unless they patch themselves (or are started through ``python -m pidproc``).
+With ``--tree`` first, ``PIDPROC_PATCH=1`` is set in the program's
+environment, so that every Python process it starts, and their own children,
+run patched too, through the ``pidproc-patch.pth`` file installed with
+pidproc (an interpreter without pidproc installed is not reached).
 """
 
 from __future__ import annotations
@@ -36,16 +40,43 @@ from ._patch import patch
 _MAIN_HAS_CACHED = sys.version_info < (3, 15)
 
 USAGE = """\
-usage: python -m pidproc -m MODULE [ARGS...]
-       python -m pidproc SCRIPT [ARGS...]
-       python -m pidproc -c CODE [ARGS...]
+usage: python -m pidproc [--tree] -m MODULE [ARGS...]
+       python -m pidproc [--tree] SCRIPT [ARGS...]
+       python -m pidproc [--tree] -c CODE [ARGS...]
 
 Runs the program with subprocess switched over to pidproc (pidproc.patch()).
+--tree: its Python children, and theirs, too (sets PIDPROC_PATCH=1 for them).
 """
+
+TREE_VARIABLE = "PIDPROC_PATCH"
+PTH_NAME = "pidproc-patch.pth"
 
 
 class _UsageError(Exception):
     pass
+
+
+def _pth_installed() -> bool:
+    """Whether a site directory of this interpreter holds pidproc's .pth."""
+    import site
+
+    dirs = [*site.getsitepackages()]
+    if site.ENABLE_USER_SITE:
+        dirs.append(site.getusersitepackages())
+    return any(os.path.isfile(os.path.join(d, PTH_NAME)) for d in dirs)
+
+
+def _patch_tree() -> None:
+    """--tree: the program's Python children patch themselves at start-up
+    (the .pth reads the variable); said on stderr when they cannot."""
+    os.environ[TREE_VARIABLE] = "1"
+    if not _pth_installed():
+        print(
+            f"python -m pidproc: warning: --tree: no {PTH_NAME} in this interpreter's site"
+            " directories (pidproc is not installed, only on sys.path?): its Python"
+            " children will not be patched",
+            file=sys.stderr,
+        )
 
 
 def _parse(args: list[str]) -> tuple[str, str, list[str]]:
@@ -240,11 +271,14 @@ def main(argv: list[str] | None = None) -> int:
     if args and args[0] in ("-h", "--help"):
         print(USAGE, end="")
         return 0
+    tree = bool(args) and args[0] == "--tree"
     try:
-        kind, target, rest = _parse(args)
+        kind, target, rest = _parse(args[1:] if tree else args)
     except _UsageError as e:
         print(f"{USAGE}\npython -m pidproc: error: {e}", file=sys.stderr)
         return 2
+    if tree:
+        _patch_tree()
     patch()
     program = _prepare(kind, target, rest)
     try:

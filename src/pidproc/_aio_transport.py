@@ -40,9 +40,7 @@ the selector loop's ``_make_subprocess_transport`` for ``pidproc.patch()``.
 from __future__ import annotations
 
 import asyncio
-import math
 import os
-import select
 import signal
 import subprocess
 import threading
@@ -50,11 +48,12 @@ import time
 from asyncio import base_subprocess, events, protocols
 from asyncio.log import logger
 from collections.abc import Callable
+from select import POLLIN
 from typing import Any
 
-from . import _fdbudget
-from ._pidfd_info import exit_status_after_reap
-from ._popen import Popen, _returncode, pin_pidfd, unpin_pidfd
+from ._pidfd_handle import pin_pidfd, unpin_pidfd
+from ._pidfd_sys import open_unreaped_child, poll_fd, returncode, returncode_after_reap
+from ._popen import Popen
 
 # A knob, as CPython's _USE_VFORK: False makes the transport wait in a thread (the fallback taken
 # where pidfds are unavailable), so that path can be tested here.
@@ -67,27 +66,6 @@ _RETRY_AFTER = 0.002
 # it killed before leaving it to subprocess's own cleanup (SIGKILL takes
 # effect in microseconds unless the child is stuck in the kernel).
 _REAP_AFTER_KILL = 1.0
-
-
-def _pidfd_of_child(proc: subprocess.Popen[Any]) -> int | None:
-    """A pidfd for a Popen that has none (the ``pid`` path, or not a
-    pidproc.Popen at all), or None.
-
-    pidfd_open is race-free while the child is unreaped; check that it still
-    is (a foreign reaper could have taken it and its PID been reused)."""
-    try:
-        fd = os.pidfd_open(proc.pid)
-    except (OSError, AttributeError, TypeError, ValueError):
-        return None
-    if not _fdbudget.fits(fd):
-        os.close(fd)  # the fds left are the program's: wait in a thread
-        return None
-    try:
-        os.waitid(os.P_PIDFD, fd, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
 
 
 class PidfdSubprocessTransport(base_subprocess.BaseSubprocessTransport):
@@ -129,8 +107,10 @@ class PidfdSubprocessTransport(base_subprocess.BaseSubprocessTransport):
         if fd is not None:
             self._pinned = proc
         if fd is None and _USE_PIDFD:
-            own = _pidfd_of_child(proc)
-            if own is not None:
+            # The pid path's child: a pidfd of our own (GONE or NO_FD: a thread
+            # waits by PID, as the Popen would).
+            own = open_unreaped_child(proc.pid)
+            if own >= 0:
                 self._own_fd = fd = own
         if fd is not None and _USE_PIDFD:
             try:
@@ -168,12 +148,12 @@ class PidfdSubprocessTransport(base_subprocess.BaseSubprocessTransport):
                 except ChildProcessError:
                     # Reaped behind our back: the real status where the
                     # kernel keeps it (6.15+), else 0 as pidproc.Popen says.
-                    status = exit_status_after_reap(fd)
-                    proc.returncode = 0 if status is None else os.waitstatus_to_exitcode(status)
+                    code = returncode_after_reap(fd)
+                    proc.returncode = 0 if code is None else code
                 else:
                     if result is None:
                         return None
-                    proc.returncode = _returncode(result)
+                    proc.returncode = returncode(result)
         finally:
             if lock is not None:
                 lock.release()
@@ -339,13 +319,11 @@ class PidfdSubprocessTransport(base_subprocess.BaseSubprocessTransport):
                 pass  # Popen.__del__ hands it to subprocess's own cleanup
             return
         deadline = time.monotonic() + timeout
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
         while self._reap() is None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            poller.poll(math.ceil(remaining * 1000))
+            poll_fd(fd, POLLIN, remaining)
 
 
 def _pidfd_send_signal(fd: int, sig: int) -> None:

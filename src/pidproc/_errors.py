@@ -12,12 +12,10 @@ number, so a backport is honoured too.
 from __future__ import annotations
 
 import os
-import subprocess
 from typing import Any, NoReturn
 
 from ._core import lib
-
-_SPLITS_CHDIR = "noexec:chdir" in subprocess.Popen._execute_child.__code__.co_consts  # type: ignore[attr-defined]
+from ._stdlib import SPLITS_CHDIR
 
 
 class BackendUnavailable(RuntimeError):
@@ -34,6 +32,6 @@ def raise_child_error(step: int, err: int, executable: Any, cwd: Any) -> NoRetur
     message = os.strerror(err) if err else ""
     if step == lib.PIDPROC_STEP_EXEC:
         raise OSError(err, message, executable)
-    if step == lib.PIDPROC_STEP_CHDIR or not _SPLITS_CHDIR:
+    if step == lib.PIDPROC_STEP_CHDIR or not SPLITS_CHDIR:
         raise OSError(err, message, cwd)
     raise OSError(err, message)

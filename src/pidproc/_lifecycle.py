@@ -3,7 +3,7 @@
 One :class:`Lifecycle` per Popen that asked for any of them.  It decides,
 once the spawn's arguments are known (:meth:`Lifecycle.prepare`), which
 mechanism honours each option on this kernel, with these privileges and
-the spawn paths usable here; tells ``_backends.chain`` what the path must be
+the spawn paths usable here; tells ``_spawn.state.chain`` what the path must be
 able to express (``needs``); fills the C request (:meth:`Lifecycle.apply`);
 and afterwards signals the tree and tidies up at the reap.
 
@@ -47,13 +47,27 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import _backends, _cgroup, _fdbudget
+from . import _cgroup, _fdbudget, _stdlib
 from ._core import lib
 from ._errors import BackendUnavailable
-from ._request import SpawnRequest, probe_spec
+from ._pidfd_sys import still_unreaped
+from ._spawn import state as _paths
+from ._spawn.paths import (
+    BY_NAME,
+    C_CHILD_SETUP,
+    CLONE3_FLAGS,
+    HELD_BY_PIDFD,
+    NAMES,
+    NEW_PROCESS_GROUP,
+    PREEXEC_FN,
+    SpawnPath,
+)
+from ._spawn.request import SpawnRequest, probe_spec
+from ._stdlib import ChildArgs
 
 if TYPE_CHECKING:
-    from ._popen import Popen, _PidfdHandle
+    from ._pidfd_handle import _PidfdHandle
+    from ._popen import Popen
 
 CLONE_AUTOREAP = 1 << 34
 CLONE_NNP = 1 << 35
@@ -61,17 +75,11 @@ CLONE_PIDFD_AUTOKILL = 1 << 36
 PIDFD_SIGNAL_PROCESS_GROUP = 1 << 2
 CAP_SYS_ADMIN = 21
 
-# Knobs, as _backends' _USE_<PATH>: False leaves a mechanism out, so the
+# Knobs, as the paths' _USE_<PATH>: False leaves a mechanism out, so the
 # next one can be tested here (a kernel before 6.9, a machine without a
 # writable cgroup2).
 _USE_CGROUP = True
 _USE_PIDFD_GROUP_SIGNAL = True
-
-# What a spawn path must be able to express (``_backends.chain(needs=)``).
-NEED_PIDFD = "pidfd"  # the child held by a pidfd: every path but "pid"
-NEED_PROCESS_GROUP = "process_group"  # process_group=0 honoured by the path
-NEED_C_CHILD = "c_child"  # pidproc's own child: prctl before exec
-NEED_CLONE3 = "clone3"  # clone3-only flags: AUTOKILL, AUTOREAP, NNP, INTO_CGROUP
 
 # ---- facts about this kernel, probed once ------------------------------------
 
@@ -172,21 +180,21 @@ def _wait_readable(fd: int, timeout_ms: int | None = None) -> bool:
 def _path_usable(name: str) -> bool:
     """May a spawn take this path: enabled, not before the forced one, and
     not known to be unusable (probing it if not known yet)?"""
-    force = _backends.forced()
-    if force is not None and _backends.BACKENDS.index(name) < _backends.BACKENDS.index(force):
+    force = _paths.forced()
+    if force is not None and NAMES.index(name) < NAMES.index(force):
         return False
-    if name != force and not _backends._enabled(name):
+    if name != force and not _paths._enabled(BY_NAME[name]):
         return False
-    return _backends.state(name) is not _backends.State.UNUSABLE
+    return _paths.state(name) is not _paths.State.UNUSABLE
 
 
 def _why_no_c_child() -> tuple[int, str]:
     """The errno and words for "pidproc's own child cannot be used here"."""
-    if _backends.pidfd_wait_state() is _backends.State.UNUSABLE:
+    if _paths.pidfd_wait_state() is _paths.State.UNUSABLE:
         return errno.ENOSYS, "needs Linux 5.4+ (pidfds, waitid(P_PIDFD))"
     reasons = []
     for name in ("clone3", "clone"):
-        why = _backends.reason(name)
+        why = _paths.reason(name)
         if why:
             reasons.append(f"{name}: {why}")
         elif not _path_usable(name):
@@ -196,12 +204,12 @@ def _why_no_c_child() -> tuple[int, str]:
 
 
 def _forced_words() -> str:
-    force = _backends.forced()
+    force = _paths.forced()
     return f"the {force!r} path is forced" if force else "disabled"
 
 
 def _unavailable(option: str, code: int, words: str) -> Exception:
-    force = _backends.forced()
+    force = _paths.forced()
     if force is not None:
         return BackendUnavailable(
             f"spawn path {force!r} was forced, and neither it nor a path after it "
@@ -273,11 +281,11 @@ class Lifecycle:
 
     # ---- before the spawn --------------------------------------------------
 
-    def prepare(
-        self, preexec_fn: Callable[[], Any] | None, process_group: int, start_new_session: bool
-    ) -> tuple[Callable[[], Any] | None, int]:
-        """Choose the mechanisms; return the preexec_fn and process_group the
-        spawn is to use.  Raises what cannot be honoured (module docstring)."""
+    def prepare(self, a: ChildArgs) -> frozenset[str]:
+        """Choose the mechanisms, set the preexec_fn and process_group the
+        spawn is to use in ``a``, and return what the spawn path must be able
+        to express.  Raises what cannot be honoured (module docstring)."""
+        preexec_fn, process_group = a.preexec_fn, a.process_group
         needs: set[str] = set()
         wrap_pgid = wrap_nnp = False
         c_child = _path_usable("clone3") or _path_usable("clone")
@@ -298,10 +306,10 @@ class Lifecycle:
             ):
                 self.die = "autokill"
                 self.flags |= CLONE_PIDFD_AUTOKILL | CLONE_AUTOREAP
-                needs.add(NEED_CLONE3)
+                needs.add(CLONE3_FLAGS)
             elif c_child:
                 self.die = "pdeathsig"
-                needs.add(NEED_C_CHILD)
+                needs.add(C_CHILD_SETUP)
             else:
                 raise _unavailable("die_with_parent", *_why_no_c_child())
 
@@ -311,17 +319,17 @@ class Lifecycle:
             elif clone3 and fact("clone3_flags"):
                 self.nnp = "clone_nnp"
                 self.flags |= CLONE_NNP
-                needs.add(NEED_CLONE3)
+                needs.add(CLONE3_FLAGS)
             elif c_child:
                 self.nnp = "prctl"
-                needs.add(NEED_C_CHILD)
+                needs.add(C_CHILD_SETUP)
             else:
                 raise _unavailable("no_new_privs", *_why_no_c_child())
 
         if self.want_tree:
             if preexec_fn is None and clone3 and _USE_CGROUP and fact("cgroup_birth"):
                 self.tree = "cgroup"
-                needs.add(NEED_CLONE3)
+                needs.add(CLONE3_FLAGS)
             else:
                 self.tree = "process_group"
                 if process_group not in (-1, 0):
@@ -330,34 +338,32 @@ class Lifecycle:
                         f"here (no cgroup: {self.cgroup_reason()}); process_group="
                         f"{process_group} would put it in another"
                     )
-                needs.add(NEED_PIDFD)
-                if not start_new_session and process_group != 0:
-                    if preexec_fn is not None and not _backends.STDLIB_TAKES_PGID:
+                needs.add(HELD_BY_PIDFD)
+                if not a.start_new_session and process_group != 0:
+                    if preexec_fn is not None and not _stdlib.TAKES_PROCESS_GROUP:
                         wrap_pgid = True  # 3.10's fork_exec has no process_group
                     else:
                         process_group = 0
-                        needs.add(NEED_PROCESS_GROUP)
+                        needs.add(NEW_PROCESS_GROUP)
                 elif process_group == 0:
-                    needs.add(NEED_PROCESS_GROUP)
+                    needs.add(NEW_PROCESS_GROUP)
 
         self.needs = frozenset(needs)
         if wrap_pgid or wrap_nnp:
             preexec_fn = _wrapped(preexec_fn, wrap_pgid, wrap_nnp)
-        names = _backends.chain(
-            preexec=preexec_fn is not None, posix_spawnable=True, needs=self.needs
-        )
-        if not names:
+        a.preexec_fn, a.process_group = preexec_fn, process_group
+        if not _paths.chain(self.needs | ({PREEXEC_FN} if preexec_fn is not None else set())):
             option = "die_with_parent" if self.want_die else "no_new_privs"
             if (
                 self.want_tree
-                and NEED_PIDFD in self.needs
-                and not (NEED_C_CHILD in self.needs or NEED_CLONE3 in self.needs)
+                and HELD_BY_PIDFD in self.needs
+                and not (C_CHILD_SETUP in self.needs or CLONE3_FLAGS in self.needs)
             ):
                 raise _unavailable(
                     "kill_tree", errno.ENOSYS, "needs a child held by a pidfd (Linux 5.4+)"
                 )
             raise _unavailable(option, *_why_no_c_child())
-        return preexec_fn, process_group
+        return self.needs
 
     def _pidfd_would_fit(self) -> bool:
         """AUTOKILL ties the child to its pidfd, so that pidfd can never be
@@ -390,13 +396,12 @@ class Lifecycle:
             r.into_cgroup = 1
             r.cgroup_fd = self._cgroup_fd
 
-    def no_stdlib_spawn(self, names: list[str], failure: OSError | None) -> None:
+    def no_stdlib_spawn(self, paths: list[SpawnPath]) -> None:
         """Raise if the stdlib's own spawn, about to run, cannot honour the
-        options: when every path of the chain is one of pidproc's."""
-        if names and names[-1] not in _backends.C_BACKENDS:
+        options: when every path of the chain is one of pidproc's, and each
+        declined (a transient failure raised already, ``dispatch.spawn_c``)."""
+        if paths and paths[-1].c_function is None:
             return
-        if failure is not None:
-            raise OSError(failure.errno, failure.strerror) from None
         raise _unavailable(
             "die_with_parent"
             if self.want_die
@@ -494,9 +499,7 @@ def _signal_group(popen: Popen, sig: int) -> None:
         try:
             if popen.returncode is not None:
                 return
-            try:
-                os.waitid(os.P_PIDFD, fd, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-            except ChildProcessError:
+            if not still_unreaped(fd):
                 return  # reaped elsewhere: the group id may be anyone's
             try:
                 os.killpg(popen.pid, sig)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -69,17 +70,86 @@ def _asyncio_hook(on: bool) -> None:
     """asyncio's selector loop: spawn through pidproc.asyncio's transport,
     which watches the pidfd itself.  With only Popen replaced, asyncio's
     child watcher would still reap by PID (racing Popen.poll, gh-87744) and
-    3.13's transport would still signal by PID (gh-127049)."""
-    import sys
+    3.13's transport would still signal by PID (gh-127049).
 
+    asyncio costs as much to import as pidproc itself, and most programs
+    never import it: when it is not loaded yet, the transport is installed
+    the moment it is (_WhenAsyncioImported), not imported here.  The caller
+    holds _lock."""
+    if _asyncio_loading:
+        # Another thread is importing asyncio through _ThenInstall, holding
+        # asyncio's import lock: importing it here would wait for that
+        # thread, which waits for _lock.  It reads the state once done.
+        return
+    if on and "asyncio" not in sys.modules:
+        if _WhenAsyncioImported not in sys.meta_path:
+            sys.meta_path.insert(0, _WhenAsyncioImported)
+        return
+    if _WhenAsyncioImported in sys.meta_path:
+        sys.meta_path.remove(_WhenAsyncioImported)
     if not on and "pidproc._aio_transport" not in sys.modules:
         return
-    from . import _aio_transport  # imports asyncio: only once patching
+    from . import _aio_transport  # imports asyncio
 
     if on:
         _aio_transport.install()
     else:
         _aio_transport.uninstall()
+
+
+_asyncio_loading = False  # asyncio's import runs through _ThenInstall
+
+
+class _WhenAsyncioImported:
+    """A meta path finder that finds nothing itself.  Asked for asyncio, it
+    has the other finders find it and wraps the loader (_ThenInstall)."""
+
+    @staticmethod
+    def find_spec(name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "asyncio":
+            return None
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            if finder is _WhenAsyncioImported or find is None:
+                continue
+            spec = find(name, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = _ThenInstall(spec.loader)
+        return spec
+
+
+class _ThenInstall:
+    """asyncio's own loader, then the patch state applied to the loaded
+    asyncio (the transport installed while patched; the finder gone).  The
+    module keeps the real loader (``__loader__``, ``__spec__.loader``)."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+
+    def create_module(self, spec: Any) -> Any:
+        global _asyncio_loading
+        # Before the module is in sys.modules, where _asyncio_hook looks.
+        _asyncio_loading = True
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        global _asyncio_loading
+        module.__spec__.loader = module.__loader__ = self.loader
+        try:
+            self.loader.exec_module(module)
+        except BaseException:
+            _asyncio_loading = False  # the finder stays for the next attempt
+            raise
+        with _lock:
+            _asyncio_loading = False
+            if _WhenAsyncioImported in sys.meta_path:
+                sys.meta_path.remove(_WhenAsyncioImported)
+            if _installed:
+                _asyncio_hook(True)
 
 
 def patch() -> None:

@@ -20,7 +20,8 @@ import os
 import socket
 import sys
 
-from ._pidfd import PidFd, _error
+from ._pidfd import PidFd
+from ._pidfd_sys import os_error as _error
 
 SO_PASSPIDFD = 76
 SO_PEERPIDFD = 77

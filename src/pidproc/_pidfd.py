@@ -34,16 +34,16 @@ from time import monotonic as _time
 from typing import Any
 
 from ._core import ffi, lib
+from ._pidfd_handle import pin_pidfd, unpin_pidfd
 from ._pidfd_info import (
     PIDFD_INFO_CGROUPID,
     PIDFD_INFO_CREDS,
     PIDFD_INFO_EXIT,
     PIDFD_INFO_PID,
     PidfdInfo,
-    exit_status_after_reap,
     pidfd_info,
 )
-from ._popen import _returncode, pin_pidfd, unpin_pidfd
+from ._pidfd_sys import os_error, returncode, returncode_after_reap, still_unreaped
 
 # Strategies for PidFd.pid, in order (one knob each, as CPython's _USE_VFORK, so a test can
 # force every fallback).  The last one, /proc/self/fdinfo, always runs.
@@ -90,12 +90,6 @@ def _kernel_at_least(major: int, minor: int) -> bool:
 # and wakes pidfd pollers at the reap.  No probe can ask this without
 # creating and reaping a process, so the kernel release decides (6.15).
 _EXIT_INFO_KEPT = _kernel_at_least(6, 15)
-
-
-def _error(err: int, what: str) -> OSError:
-    """OSError(err) with a message; the constructor picks the subclass
-    (ProcessLookupError for ESRCH, PermissionError for EPERM, ...)."""
-    return OSError(err, f"{what} ({os.strerror(err)})")
 
 
 _GONE = "the process has exited and been reaped"
@@ -188,12 +182,10 @@ class PidFd:
                 unpin_pidfd(popen)
         self = cls.open(popen.pid)
         # Our unreaped child cannot have lost its PID; a reaped one could
-        # have, so make sure the pidfd names an unreaped child of ours.
-        try:
-            os.waitid(os.P_PIDFD, self._fd, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:
+        # have, so the pidfd must name an unreaped child of ours.
+        if not still_unreaped(self._fd):
             self.close()
-            raise ProcessLookupError(errno.ESRCH, f"pid {popen.pid} was reaped elsewhere") from None
+            raise ProcessLookupError(errno.ESRCH, f"pid {popen.pid} was reaped elsewhere")
         return self
 
     # ---- the fd ------------------------------------------------------------
@@ -298,14 +290,14 @@ class PidFd:
             info = pidfd_info(fd, mask)
         except OSError as e:
             if e.errno == errno.ESRCH:
-                raise _error(
+                raise os_error(
                     errno.ESRCH, f"{_GONE}; its exit status is kept from Linux 6.15 on"
                 ) from None
             if e.errno == errno.EREMOTE:
-                raise _error(errno.EREMOTE, _REMOTE) from None
+                raise os_error(errno.EREMOTE, _REMOTE) from None
             raise
         if info is None:
-            raise _error(errno.ENOTTY, "PIDFD_GET_INFO needs Linux 6.13")
+            raise os_error(errno.ENOTTY, "PIDFD_GET_INFO needs Linux 6.13")
         return info
 
     # ---- signalling --------------------------------------------------------
@@ -319,11 +311,11 @@ class PidFd:
         except OSError as e:
             err = e.errno or 0
             if err == errno.ESRCH:
-                raise _error(err, _GONE) from None
+                raise os_error(err, _GONE) from None
             if err == errno.EPERM:
-                raise _error(err, "no permission to signal the process (other user)") from None
+                raise os_error(err, "no permission to signal the process (other user)") from None
             if err == errno.ENOSYS:
-                raise _error(err, "pidfd_send_signal needs Linux 5.1") from None
+                raise os_error(err, "pidfd_send_signal needs Linux 5.1") from None
             raise
 
     def terminate(self) -> None:
@@ -387,7 +379,7 @@ class PidFd:
             else:
                 if result is None:
                     return False
-                self._finish(_returncode(result))
+                self._finish(returncode(result))
                 return True
             events = _ready(fd)
             if not events & select.POLLIN:
@@ -396,8 +388,7 @@ class PidFd:
                 self._finish(None)  # exited; this kernel keeps no status
                 return True
             if events & select.POLLHUP:
-                status = exit_status_after_reap(fd)
-                self._finish(None if status is None else os.waitstatus_to_exitcode(status))
+                self._finish(returncode_after_reap(fd))
                 return True
             self._await_reap = True  # a zombie: its status comes with the reap
             return False
@@ -426,7 +417,7 @@ class PidFd:
             errno.ESRCH: "the process has exited",
             errno.ENOSYS: "pidfd_getfd needs Linux 5.6",
         }.get(err, "pidfd_getfd failed")
-        raise _error(err, what)
+        raise os_error(err, what)
 
     def setns(self, nstypes: int) -> None:
         """Move the calling thread into some or all of the process's
@@ -464,7 +455,7 @@ class PidFd:
             "knows, and for USER or MNT a single-threaded caller",
             errno.ESRCH: "the process has exited",
         }.get(err, "setns failed")
-        raise _error(err, what)
+        raise os_error(err, what)
 
     def _user_ns_is_ours(self, fd: int) -> bool:
         try:
@@ -520,7 +511,7 @@ class PidFd:
                     errno.ESRCH: "the process has exited",
                     errno.ENOSYS: "process_madvise needs Linux 5.10",
                 }.get(err, "process_madvise failed")
-                raise _error(err, what)
+                raise os_error(err, what)
             total += done
             if done < sum(n for _, n in chunk):
                 break  # the kernel stopped early; report what was done
@@ -528,6 +519,18 @@ class PidFd:
 
 
 # ---- helpers -----------------------------------------------------------------
+
+
+def finished(p: PidFd) -> bool:
+    """Its exit is known (``returncode`` may still be None: a kernel before
+    6.15 keeps no status for a process that is not our child)."""
+    return p._done
+
+
+def awaiting_reap(p: PidFd) -> bool:
+    """It has exited, is not our child, and its parent has not reaped it: its
+    status comes with the reap (POLLHUP), not with the exit (POLLIN)."""
+    return p._await_reap
 
 
 def _ready(fd: int) -> int:
@@ -553,20 +556,20 @@ def _fdinfo_pid(fd: int) -> int | None:
 
 def _pid_error(err: int) -> OSError:
     if err == errno.ESRCH:
-        return _error(err, f"{_GONE}: it has no PID any more")
+        return os_error(err, f"{_GONE}: it has no PID any more")
     if err == errno.EREMOTE:
-        return _error(err, _REMOTE)
-    return _error(err, "cannot read the pidfd's PID")
+        return os_error(err, _REMOTE)
+    return os_error(err, "cannot read the pidfd's PID")
 
 
 def _open_error(err: int, pid: int, nonblock: bool) -> OSError:
     if err == errno.ESRCH:
-        return _error(err, f"no process with pid {pid}")
+        return os_error(err, f"no process with pid {pid}")
     if err == errno.ENOENT:
-        return _error(err, f"pid {pid} is a thread, not a process (thread-group leader)")
+        return os_error(err, f"pid {pid} is a thread, not a process (thread-group leader)")
     if err == errno.EINVAL:
         hint = "; PIDFD_NONBLOCK needs Linux 5.10" if nonblock else ""
-        return _error(err, f"pid {pid} is not a thread-group leader{hint}")
+        return os_error(err, f"pid {pid} is not a thread-group leader{hint}")
     if err == errno.ENOSYS:
-        return _error(err, "pidfd_open needs Linux 5.3")
-    return _error(err, f"pidfd_open({pid}) failed")
+        return os_error(err, "pidfd_open needs Linux 5.3")
+    return os_error(err, f"pidfd_open({pid}) failed")

@@ -11,6 +11,12 @@ text wrappers, communicate, context manager) is the stdlib's own code:
                     the pidfd, so the exit is seen at once (no sleep loop).
 ``send_signal``     ``pidfd_send_signal``: a recycled PID is never hit.
 
+The lifecycle options (``die_with_parent``, ``kill_tree``, ``no_new_privs``)
+and ``Popen.rusage`` live in ``_lifecycle``, ``_cgroup`` and ``_reap``; this
+module only hands them over: ``__init__`` takes the options, ``_execute_child``
+lets ``Lifecycle.prepare``/``apply`` shape the spawn, the waits reap through
+``_reap.wait``, and ``send_signal`` goes to the tree.
+
 When a child was reaped behind our back (SIGCHLD ignored, a foreign
 ``waitpid(-1)``), its real exit status is read with PIDFD_INFO_EXIT where
 the kernel keeps it (6.15+); the stdlib reports 0 there.
@@ -29,146 +35,35 @@ the stdlib holds it (``_fdbudget``).
 from __future__ import annotations
 
 import inspect
-import math
 import os
 import resource
-import select
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Callable
+from select import POLLIN
 from time import monotonic as _time
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from . import _backends, _fdbudget, _reap
-from ._errors import TransientSpawnError
-from ._lifecycle import Lifecycle
-from ._pidfd_info import exit_status_after_reap
-from ._request import (
-    SpawnRequest,
-    build_spec,
-    check_like_posix_spawn,
-    normalize_args,
-    quick_request,
-    stdlib_posix_spawns,
+from . import _fdbudget, _reap, _stdlib
+from ._pidfd_handle import _PidfdHandle
+from ._pidfd_sys import (
+    GONE,
+    MAX_POLL_SECONDS,
+    NO_FD,
+    open_unreaped_child,
+    poll_fd,
+    returncode,
+    returncode_after_reap,
+    still_unreaped,
 )
+from ._spawn.dispatch import NO_PIDFD, Spawned, spawn_c
+from ._spawn.paths import needs_of
+from ._spawn.state import chain
+from ._stdlib import ChildArgs
 
-_STDLIB_EXECUTE_CHILD = subprocess.Popen._execute_child  # type: ignore[attr-defined]
-_STDLIB_TAKES_PGID = "process_group" in inspect.signature(_STDLIB_EXECUTE_CHILD).parameters
-_NO_PGID = -1
-# pidfd_spawn closes the gaps below the highest pass_fd one action each.
-_MAX_SPAWNABLE_PASS_FD = 1024
-# Waits with a timeout go in slices of at most this many seconds: poll()
-# takes an int of milliseconds and Lock.acquire refuses more than
-# TIMEOUT_MAX, so wait(timeout=1e10 or inf) would overflow (gh-154836).
-_MAX_WAIT_SLICE = 24 * 3600.0
-
-
-def _few_plain_fds(pass_fds: Any) -> bool:
-    """pass_fds that pidfd_spawn can take.  Never raises, never consumes an
-    iterator: whatever is wrong with them, the stdlib's own checks say so."""
-    if not isinstance(pass_fds, (list, tuple, set, frozenset)):
-        return False
-    return all(type(fd) is int and fd < _MAX_SPAWNABLE_PASS_FD for fd in pass_fds)
-
-
-class _PidfdHandle:
-    """Owns the pidfd and decides when it is closed, exactly once.
-
-    - ``retire()``: the child has been reaped.  The pidfd is closed at once,
-      so finished children hold no fds, unless the program has seen its
-      number (``expose()``, from ``Popen.pidfd``): a number the program may
-      have registered in a selector is never closed under it, nor reused
-      behind its back, before ``close()``.
-    - ``close()``: the end of a ``with`` block; the program is done with it.
-    - ``pin()``/``unpin()``: pidproc's own users of the number (a wait with a
-      timeout, a signal, ``as_completed``, the asyncio transport) hold it
-      open meanwhile; a reap or a ``close()`` in another thread leaves the
-      close to the last ``unpin()``.
-    - Collection closes it whatever the state.  It is kept apart from the
-      Popen because the stdlib resurrects a Popen whose child still runs
-      (``subprocess._active``) and never calls its ``__del__`` again; this
-      object dies with the last reference, whichever comes last.
-    """
-
-    __slots__ = ("fd", "_lock", "_pins", "_exposed", "_retired", "rusage", "life", "__weakref__")
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self._lock = threading.Lock()
-        self._pins = 0
-        self._exposed = False
-        self._retired = False
-        self.rusage: Any = None  # what the reaping waitid reported (_reap)
-        self.life: Lifecycle | None = None  # the lifecycle options, if any
-
-    def expose(self) -> int | None:
-        with self._lock:
-            if self.fd < 0:
-                return None
-            self._exposed = True
-            return self.fd
-
-    def pin(self) -> int:
-        """The fd, open until the matching unpin(); -1 if already closed
-        (then the child has been reaped: there is nothing to unpin)."""
-        with self._lock:
-            if self.fd >= 0:
-                self._pins += 1
-            return self.fd
-
-    def unpin(self) -> None:
-        with self._lock:
-            self._pins -= 1
-            if not self._pins and self._retired and not self._exposed:
-                self._close_now()
-
-    def retire(self) -> None:
-        with self._lock:
-            self._retired = True
-            if not self._pins and not self._exposed:
-                self._close_now()
-
-    def close(self) -> None:
-        with self._lock:
-            self._retired = True
-            self._exposed = False
-            if not self._pins:
-                self._close_now()
-
-    def _close_now(self, _close: Callable[[int], None] = os.close) -> None:
-        fd, self.fd = self.fd, -1
-        if fd >= 0:
-            _close(fd)
-
-    def __del__(self) -> None:
-        self._close_now()
-
-
-def pin_pidfd(proc: subprocess.Popen[Any]) -> int | None:
-    """A pidproc.Popen's pidfd for pidproc's own use (a selector, a dup),
-    open until ``unpin_pidfd(proc)`` even if the child is reaped meanwhile;
-    None without one.  Unlike ``Popen.pidfd``, it does not keep the pidfd
-    open after the reap once unpinned."""
-    handle = getattr(proc, "_pidfd_handle", None)
-    if not isinstance(handle, _PidfdHandle):
-        return None
-    fd = handle.pin()
-    return fd if fd >= 0 else None
-
-
-def unpin_pidfd(proc: subprocess.Popen[Any]) -> None:
-    """Pair of a ``pin_pidfd(proc)`` that returned an fd."""
-    handle = proc._pidfd_handle  # type: ignore[attr-defined]
-    handle.unpin()
-
-
-def _returncode(result: Any) -> int:
-    """A waitid result as Popen.returncode (negative signal number if killed)."""
-    if result.si_code == os.CLD_EXITED:
-        return int(result.si_status)
-    return -int(result.si_status)
+if TYPE_CHECKING:
+    from ._lifecycle import Lifecycle
 
 
 class Popen(subprocess.Popen):  # type: ignore[type-arg]
@@ -191,8 +86,8 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
     _waitpid_lock: threading.Lock
     _child_created: bool
     _close_pipe_fds: Callable[..., None]
-    _STDLIB_INTERNAL_POLL: Callable[..., int | None] = subprocess.Popen._internal_poll  # type: ignore[attr-defined]
-    _STDLIB_WAIT: Callable[..., int] = subprocess.Popen._wait  # type: ignore[attr-defined]
+    _STDLIB_INTERNAL_POLL = _stdlib.STDLIB_INTERNAL_POLL
+    _STDLIB_WAIT = _stdlib.STDLIB_WAIT
 
     def __init__(
         self,
@@ -203,6 +98,8 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
         **kwargs: Any,
     ) -> None:
         if die_with_parent or kill_tree or no_new_privs:
+            from ._lifecycle import Lifecycle  # loaded on first use (import time)
+
             self._lifecycle = life = Lifecycle(die_with_parent, kill_tree, no_new_privs)
             try:
                 super().__init__(*args, **kwargs)
@@ -234,158 +131,42 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
 
     # ---- spawning ---------------------------------------------------------
 
-    def _execute_child(
-        self,
-        args: Any,
-        executable: Any,
-        preexec_fn: Callable[[], Any] | None,
-        close_fds: bool,
-        pass_fds: Any,
-        cwd: Any,
-        env: Any,
-        startupinfo: Any,
-        creationflags: int,
-        shell: bool,
-        p2cread: int,
-        p2cwrite: int,
-        c2pread: int,
-        c2pwrite: int,
-        errread: int,
-        errwrite: int,
-        restore_signals: bool,
-        gid: int | None,
-        gids: Any,
-        uid: int | None,
-        umask: int,
-        start_new_session: bool,
-        process_group: int = _NO_PGID,
-    ) -> None:
+    def _execute_child(self, *arguments: Any) -> None:
+        """The stdlib's hook, called with its own arguments (``ChildArgs``)."""
+        a = ChildArgs(*arguments)
         life = self._lifecycle
-        needs = _backends._NO_NEEDS
+        needs = life.prepare(a) if life is not None else frozenset()
+        paths = chain(
+            needs | needs_of(a.preexec_fn, a.uid, a.gid, a.gids, a.umask, a.child_fds, a.pass_fds)
+        )
+        if paths[0].c_function is not None:
+            spawned = spawn_c(a, paths, life.apply if life is not None else None)
+            if spawned is not None:
+                self._adopt(spawned)
+                self._close_pipe_fds(*a.pipe_fds)
+                return
         if life is not None:
-            preexec_fn, process_group = life.prepare(preexec_fn, process_group, start_new_session)
-            needs = life.needs
-        fds = (p2cread, c2pwrite, errwrite)
-        names = _backends.chain(preexec=preexec_fn is not None, posix_spawnable=True, needs=needs)
-        if "pidfd_spawn" in names and not (
-            type(umask) is int
-            and umask < 0
-            and uid is None
-            and gid is None
-            and gids is None
-            and all(fd == -1 or fd > 2 or fd == n for n, fd in enumerate(fds))
-            and _few_plain_fds(pass_fds)
-        ):
-            names = _backends.chain(
-                preexec=preexec_fn is not None, posix_spawnable=False, needs=needs
-            )
-        if names[0] in _backends.C_BACKENDS:
-            args, executable = normalize_args(args, executable, shell)
-            sys.audit("subprocess.Popen", executable, args, cwd, env)
-            like_posix_spawn: bool | None = None  # decided only where it matters
-            request = None
-            if (
-                env is None
-                and cwd is None
-                and not pass_fds
-                and uid is None
-                and gid is None
-                and gids is None
-                and umask == -1
-                and process_group == -1
-            ):
-                request = quick_request(
-                    args, executable, fds, close_fds, restore_signals, start_new_session
-                )
-            if request is None:
-                # Where the stdlib would use os.posix_spawn, its checks and its
-                # error reports are os.posix_spawn's: ours follow them.
-                like_posix_spawn = self._stdlib_would_posix_spawn(
-                    executable, preexec_fn, close_fds, pass_fds, cwd, fds, start_new_session,
-                    process_group, gid, gids, uid, umask,
-                )  # fmt: skip
-                if like_posix_spawn:
-                    check_like_posix_spawn(
-                        executable, args, env, close_fds,
-                        (p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite),
-                    )  # fmt: skip
-                spec = build_spec(
-                    args, executable, env, cwd, pass_fds, close_fds, fds, restore_signals,
-                    start_new_session, process_group, uid, gid, gids, umask,
-                    posix_spawn_checked=like_posix_spawn,
-                )  # fmt: skip
-                request = SpawnRequest(spec)
-            if life is not None:
-                life.apply(request)
-            failure: OSError | None = None
-            try:
-                for name in names:
-                    if name not in _backends.C_BACKENDS:
-                        break
-                    spawned = _backends.spawn_c(name, request, executable, cwd)
-                    if spawned is not None:
-                        self._adopt(spawned.pid, spawned.pidfd, spawned.backend)
-                        self._close_pipe_fds(
-                            p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite
-                        )
-                        return
-            except TransientSpawnError as e:
-                failure = e  # out of fds or processes: the stdlib's spawn below says what it says
-            except OSError as e:
-                if like_posix_spawn is None:
-                    like_posix_spawn = self._stdlib_would_posix_spawn(
-                        executable, preexec_fn, close_fds, pass_fds, cwd, fds,
-                        start_new_session, process_group, gid, gids, uid, umask,
-                    )  # fmt: skip
-                if not like_posix_spawn:
-                    raise
-                # os.posix_spawn names the program in every failure.
-                raise OSError(e.errno, e.strerror, os.fspath(executable)) from None
-            if life is not None:
-                life.no_stdlib_spawn(names, failure)
+            life.no_stdlib_spawn(paths)
         # The stdlib spawns (vfork, posix_spawn, or fork for preexec_fn).
-        stdlib_args = [
-            args, executable, preexec_fn, close_fds, pass_fds, cwd, env, startupinfo,
-            creationflags, shell, p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite,
-            restore_signals, gid, gids, uid, umask, start_new_session,
-        ]  # fmt: skip
-        if _STDLIB_TAKES_PGID:
-            stdlib_args.append(process_group)
-        _STDLIB_EXECUTE_CHILD(self, *stdlib_args)
-        if "fork" in names:
-            pidfd = self._open_pidfd_of_child()
-            if pidfd is None and self.returncode is None:
-                self._adopt(self.pid, None, "fork" + _backends.NO_PIDFD)
-            else:
-                self._adopt(self.pid, pidfd, "fork")
-        else:
+        _stdlib.execute_child(self, a)
+        if not any(p.name == "fork" for p in paths):
             self.backend = "pid"
+            return
+        pidfd = open_unreaped_child(self.pid)
+        if pidfd == GONE:
+            # Reaped by someone else already: the stdlib reads that (ECHILD)
+            # as 0, and its PID is not ours to signal or wait for any more.
+            self.returncode = 0
+            self.backend = "fork"
+        elif pidfd == NO_FD:
+            self.backend = "fork" + NO_PIDFD  # held by its PID, as the stdlib
+        else:
+            self._adopt(Spawned(self.pid, pidfd, "fork"))
 
-    @staticmethod
-    def _stdlib_would_posix_spawn(
-        executable: Any,
-        preexec_fn: Any,
-        close_fds: bool,
-        pass_fds: Any,
-        cwd: Any,
-        fds: tuple[int, int, int],
-        start_new_session: bool,
-        process_group: int,
-        gid: Any,
-        gids: Any,
-        uid: Any,
-        umask: Any,
-    ) -> bool:
-        return stdlib_posix_spawns(
-            dict(executable=executable, preexec_fn=preexec_fn, close_fds=close_fds,
-                 pass_fds=pass_fds, cwd=cwd, p2cread=fds[0], c2pwrite=fds[1],
-                 errwrite=fds[2], start_new_session=start_new_session,
-                 process_group=process_group, gid=gid, gids=gids, uid=uid, umask=umask)
-        )  # fmt: skip
-
-    def _adopt(self, pid: int, pidfd: int | None, backend: str) -> None:
-        self.pid = pid
+    def _adopt(self, spawned: Spawned) -> None:
+        self.pid = spawned.pid
         self._child_created = True
+        pidfd, backend = spawned.pidfd, spawned.backend
         life = self._lifecycle
         if (
             pidfd is not None
@@ -395,43 +176,19 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
             # Unreaped, so its PID stays its own: held by it, as the stdlib.
             os.close(pidfd)
             pidfd = None
-            backend += _backends.NO_PIDFD
+            backend += NO_PIDFD
         self.backend = backend
         if pidfd is not None:
             self._pidfd_handle = _PidfdHandle(pidfd)
-
-    def _open_pidfd_of_child(self) -> int | None:
-        """pidfd_open after the stdlib spawned: race-free while the child is
-        unreaped, and we check that it still is (a foreign reaper could have
-        taken it and its PID been recycled in between)."""
-        try:
-            fd = os.pidfd_open(self.pid)
-        except ProcessLookupError:
-            # Gone: only a reap ends a child's PID, so someone else reaped it.
-            # The stdlib reads that (ECHILD) as 0; and its PID is not ours to
-            # signal or wait for any more.
-            self.returncode = 0
-            return None
-        except OSError:
-            return None  # EMFILE and friends: held by its PID, as the stdlib
-        try:
-            os.waitid(os.P_PIDFD, fd, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:
-            os.close(fd)
-            self.returncode = 0  # as above: reaped elsewhere, its PID already reused
-            return None
-        return fd
 
     # ---- waiting ----------------------------------------------------------
 
     def _reaped_elsewhere(self, deadstate: int | None) -> None:
         """ECHILD: someone else reaped our child.  Report its real status."""
         handle = self._pidfd_handle
-        status = (
-            exit_status_after_reap(handle.fd) if handle is not None and handle.fd >= 0 else None
-        )
-        if status is not None:
-            self.returncode = os.waitstatus_to_exitcode(status)
+        code = returncode_after_reap(handle.fd) if handle is not None and handle.fd >= 0 else None
+        if code is not None:
+            self.returncode = code
         else:
             self.returncode = deadstate if deadstate is not None else 0
         if handle is not None:
@@ -463,7 +220,7 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
                         handle.retire()
                 else:
                     if result is not None:
-                        self.returncode = _returncode(result)
+                        self.returncode = returncode(result)
                         handle.retire()
         finally:
             self._waitpid_lock.release()
@@ -482,7 +239,7 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
             return True
         if result is None:
             return False
-        self.returncode = _returncode(result)
+        self.returncode = returncode(result)
         handle.retire()
         return True
 
@@ -499,7 +256,6 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
             return self.returncode
 
         endtime = _time() + timeout
-        poller: select.poll | None = None
         # Pinned: a reap in another thread must not close (and the kernel
         # reuse) the number our poller watches.
         fd = handle.pin()
@@ -509,9 +265,8 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
             while True:
                 # The lock is held by a thread blocked in waitid until the
                 # exit: waiting for it up to our deadline is waiting for it.
-                if self._waitpid_lock.acquire(
-                    True, min(max(endtime - _time(), 0), _MAX_WAIT_SLICE)
-                ):
+                wait_for_lock = min(max(endtime - _time(), 0), MAX_POLL_SECONDS)
+                if self._waitpid_lock.acquire(True, wait_for_lock):
                     try:
                         if self._reap_locked(os.WEXITED | os.WNOHANG):
                             return cast(int, self.returncode)
@@ -520,11 +275,8 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
                 remaining = endtime - _time()
                 if remaining <= 0:
                     raise subprocess.TimeoutExpired(self.args, timeout)
-                if poller is None:
-                    poller = select.poll()
-                    poller.register(fd, select.POLLIN)
                 # The pidfd turns readable the moment the child exits.
-                poller.poll(math.ceil(min(remaining, _MAX_WAIT_SLICE) * 1000))
+                poll_fd(fd, POLLIN, remaining)
         finally:
             handle.unpin()
 
@@ -571,11 +323,8 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
         try:
             if self.returncode is not None or handle.fd < 0:
                 return
-            try:
-                os.waitid(os.P_PIDFD, handle.fd, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-            except ChildProcessError:
-                return  # reaped elsewhere: the PID may be anyone's by now
-            os.kill(self.pid, sig)
+            if still_unreaped(handle.fd):  # else the PID may be anyone's by now
+                os.kill(self.pid, sig)
         finally:
             if locked:
                 self._waitpid_lock.release()

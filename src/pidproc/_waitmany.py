@@ -30,9 +30,9 @@ from collections.abc import Callable, Generator, Iterable
 from time import monotonic as _time
 from typing import Any, TypeVar, Union, cast
 
-from . import _fdbudget
-from ._pidfd import PidFd
-from ._popen import pin_pidfd, unpin_pidfd
+from ._pidfd import PidFd, finished
+from ._pidfd_handle import pin_pidfd, unpin_pidfd
+from ._pidfd_sys import GONE, NO_FD, open_unreaped_child
 
 Waitable = Union["subprocess.Popen[Any]", PidFd]
 W = TypeVar("W", bound=Waitable)
@@ -46,7 +46,7 @@ _NO_FD = {errno.EMFILE, errno.ENFILE, errno.ENOMEM}
 
 def _finished(proc: Any) -> bool:
     if isinstance(proc, PidFd):
-        return proc._done
+        return finished(proc)
     return proc.returncode is not None
 
 
@@ -54,7 +54,7 @@ def _collect(proc: Any) -> bool:
     """The pidfd turned ready: reap or read the status. True once known."""
     if isinstance(proc, PidFd):
         proc.poll()
-        return proc._done
+        return finished(proc)
     # Exited: Popen.wait() reaps at once (it would only block if another
     # thread held the Popen's wait lock, and that thread is reaping it).
     proc.wait()
@@ -72,24 +72,12 @@ def _pidfd_for(proc: Any) -> tuple[int, str] | None | subprocess.Popen[Any]:
         return fd, "pinned"
     if proc.returncode is not None:
         return None  # reaped meanwhile
-    try:
-        fd = os.pidfd_open(proc.pid)
-    except ProcessLookupError:
+    fd = open_unreaped_child(proc.pid)
+    if fd == GONE:
         proc.poll()  # reaped behind its back: let the Popen find out
         return None
-    except OSError as e:
-        if e.errno in _NO_FD:
-            return cast("subprocess.Popen[Any]", proc)
-        raise
-    if not _fdbudget.fits(fd):
-        os.close(fd)  # the fds left are the program's
-        return cast("subprocess.Popen[Any]", proc)
-    try:
-        os.waitid(os.P_PIDFD, fd, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:
-        os.close(fd)  # reaped behind its back; the PID may be someone else's
-        proc.poll()
-        return None
+    if fd == NO_FD:
+        return cast("subprocess.Popen[Any]", proc)  # polled, as the stdlib waits
     return fd, "owned"
 
 

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._aio_transport import PidfdSubprocessTransport, make_subprocess_transport
-from ._pidfd import PidFd
+from ._pidfd import PidFd, awaiting_reap, finished
 
 __all__ = [
     "DEVNULL",
@@ -204,9 +204,9 @@ async def wait_pidfd(target: PidFd | int) -> int | None:
             registered: int | None = None
             while True:
                 pidfd.poll()
-                if pidfd._done:
+                if finished(pidfd):
                     return pidfd.returncode
-                events = 0 if pidfd._await_reap else select.EPOLLIN
+                events = 0 if awaiting_reap(pidfd) else select.EPOLLIN
                 if registered is None:
                     watch.register(pidfd.fileno(), events)
                 elif registered != events:

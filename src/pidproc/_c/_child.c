@@ -75,14 +75,6 @@ static void reset_signal_handlers(void)
     }
 }
 
-static int is_kept(const struct pidproc_spawn *req, int fd)
-{
-    for (int i = 0; i < req->n_keep_fds; i++)
-        if (req->keep_fds[i] == fd)
-            return 1;
-    return 0;
-}
-
 /* Without close_range (before 5.9, or denied by seccomp): read /proc/self/fd
  * with raw getdents64 into a small stack buffer, as CPython does.  */
 struct linux_dirent64 {
@@ -116,7 +108,7 @@ static void close_fds_by_listing(const struct pidproc_spawn *req)
         if (syscall(SYS_getrlimit, RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
             max = (long)rl.rlim_cur;
         for (long fd = 3; fd < max; fd++)
-            if (!is_kept(req, (int)fd))
+            if (!pidproc_is_kept(req, (int)fd))
                 (void)close((int)fd);
         return;
     }
@@ -126,7 +118,7 @@ static void close_fds_by_listing(const struct pidproc_spawn *req)
         for (long off = 0; off < n;) {
             struct linux_dirent64 *d = (struct linux_dirent64 *)(buf + off);
             int fd = parse_fd(d->d_name);
-            if (fd >= 3 && fd != dir && !is_kept(req, fd))
+            if (fd >= 3 && fd != dir && !pidproc_is_kept(req, fd))
                 (void)close(fd);
             off += d->d_reclen;
         }

@@ -22,11 +22,9 @@
 #include "_internal.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <sched.h>
 #include <stdint.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #ifndef CLONE_PIDFD
@@ -34,81 +32,39 @@
 #endif
 #define PIDPROC_CLONE_CLEAR_SIGHAND 0x100000000ULL
 #define PIDPROC_CLONE_INTO_CGROUP 0x200000000ULL
-#define PIDPROC_CLONE_AUTOREAP (1ULL << 34)
 #ifndef __NR_clone3
 #define __NR_clone3 435
 #endif
-#ifndef __NR_pidfd_open
-#define __NR_pidfd_open 434
-#endif
-#define PIDPROC_P_PIDFD 3
 
-void pidproc_prepare(struct pidproc_spawn *req)
+/* What both paths keep across the clone call: the child's stack, the
+ * caller's signal mask (restored in the parent afterwards and in the child
+ * first thing), what the child receives, and the caller's errno (the child
+ * runs on this thread's TLS and may change it). */
+struct clone_frame {
+    struct pidproc_stack stack;
+    sigset_t old_mask;
+    struct pidproc_child ctx;
+    int saved_errno;
+};
+
+/* Before the clone: unpack the request, take a stack, block every signal
+ * (no handler may run in the child before the handlers are reset).  0, or an
+ * errno (ENOMEM) with nothing taken, errno as the caller had it.  child_mask:
+ * the mask the child restores (NULL: this thread's; the keeper thread passes
+ * the mask of the thread that asked, see pidproc_keeper_call). */
+static int begin(struct pidproc_spawn *req, struct clone_frame *f, const sigset_t *child_mask)
 {
-    /* The outputs: no pidfd, no child, no failure yet (the slot is checked
-     * after clone: emulators have been seen ignoring CLONE_PIDFD). */
-    req->pidfd = -1;
-    req->pid = 0;
-    req->err_step = PIDPROC_STEP_NONE;
-    req->err_errno = 0;
-
-    char *p = req->argv_buf;
-    for (int i = 0; i < req->argc; i++) {
-        req->argv[i] = p;
-        while (*p++) {}
+    sigset_t all;
+    f->saved_errno = errno;
+    f->ctx = (struct pidproc_child){req, child_mask ? child_mask : &f->old_mask, 0};
+    pidproc_prepare(req);
+    int rc = pidproc_stack_take(&f->stack);
+    if (rc != 0) {
+        errno = f->saved_errno;
+        return rc;   /* ENOMEM: nothing created, the caller treats it as transient */
     }
-    req->argv[req->argc] = NULL;
-    if (req->envp) {
-        p = req->envp_buf;
-        for (int i = 0; i < req->envc; i++) {
-            req->envp[i] = p;
-            while (*p++) {}
-        }
-        req->envp[req->envc] = NULL;
-    }
-    p = req->exec_buf;
-    for (int i = 0; i < req->n_exec; i++) {
-        req->exec_paths[i] = p;
-        while (*p++) {}
-    }
-    req->exec_paths[req->n_exec] = NULL;
-}
-
-void pidproc_reap_failed(struct pidproc_spawn *req)
-{
-    int saved = errno;
-    if (req->pidfd >= 0 && (req->clone3_flags & PIDPROC_CLONE_AUTOREAP)) {
-        /* Never waitable: the kernel reaps it.  Wait until it is gone
-         * (the pidfd turns readable), so that nothing of it is left. */
-        struct pollfd pfd = {req->pidfd, POLLIN, 0};
-        while (poll(&pfd, 1, -1) < 0 && errno == EINTR) {}
-        close(req->pidfd);
-    } else if (req->pidfd >= 0) {
-        siginfo_t info;
-        while (waitid((idtype_t)PIDPROC_P_PIDFD, (id_t)req->pidfd, &info, WEXITED) < 0 && errno == EINTR) {}
-        close(req->pidfd);
-    } else {
-        while (waitpid(req->pid, NULL, 0) < 0 && errno == EINTR) {}
-    }
-    req->pidfd = -1;
-    req->pid = 0;
-    errno = saved;
-}
-
-/* After a successful clone: check the pidfd slot (Go found emulators that
- * ignore CLONE_PIDFD) and reap a child that failed before exec. */
-static int finish(struct pidproc_spawn *req, long pid)
-{
-    req->pid = (int)pid;
-    if (req->err_step != PIDPROC_STEP_NONE) {
-        pidproc_reap_failed(req);
-        return 0;
-    }
-    if (req->pidfd < 0) {
-        /* Not yet reaped, so the PID is still this child's: race-free. */
-        long fd = syscall(__NR_pidfd_open, (pid_t)pid, 0);
-        req->pidfd = fd >= 0 ? (int)fd : -1;
-    }
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &f->old_mask);
     return 0;
 }
 
@@ -124,6 +80,33 @@ static int not_here(int err)
 static int has_extras(const struct pidproc_spawn *req)
 {
     return req->clone3_flags != 0 || req->into_cgroup;
+}
+
+/* After the clone, when the parent thread runs again: the child has exec'd
+ * or exited (CLONE_VFORK), so its stack is free.  pid is the clone's result,
+ * err its errno when pid < 0.  Checks the pidfd slot (Go found emulators
+ * that ignore CLONE_PIDFD) and reaps a child that failed before exec. */
+static int end(struct pidproc_spawn *req, struct clone_frame *f, long pid, int err)
+{
+    pthread_sigmask(SIG_SETMASK, &f->old_mask, NULL);
+    pidproc_stack_put(&f->stack);
+    errno = f->saved_errno;
+
+    if (pid < 0) {
+        req->pidfd = -1;
+        return not_here(err) && !has_extras(req) ? -err : err;
+    }
+    req->pid = (int)pid;
+    if (req->err_step != PIDPROC_STEP_NONE) {
+        pidproc_reap_failed(req);
+        return 0;
+    }
+    if (req->pidfd < 0) {
+        /* Not yet reaped, so the PID is still this child's: race-free. */
+        long fd = syscall(__NR_pidfd_open, (pid_t)pid, 0);
+        req->pidfd = fd >= 0 ? (int)fd : -1;
+    }
+    return 0;
 }
 
 #if defined(__x86_64__)
@@ -171,54 +154,37 @@ int pidproc_clone3_compiled(void) { return 1; }
 
 static int clone3_spawn(struct pidproc_spawn *req, const sigset_t *child_mask)
 {
-    struct pidproc_stack stack;
-    sigset_t all, old;
-    struct pidproc_child ctx = {req, child_mask ? child_mask : &old, 0};
-    int saved_errno = errno;
-    int extras = has_extras(req);
-
-    pidproc_prepare(req);
-    int rc = pidproc_stack_take(&stack);
-    if (rc != 0) {
-        errno = saved_errno;
-        return rc;   /* ENOMEM: nothing created, the caller treats it as transient */
-    }
-
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
+    struct clone_frame f;
+    int rc = begin(req, &f, child_mask);
+    if (rc != 0)
+        return rc;
     long pid;
     for (;;) {
         struct clone_args_v2 ca = {0};
         size_t size = CLONE_ARGS_SIZE_VER0;
-        ctx.handlers_cleared = !clear_sighand_rejected;
+        f.ctx.handlers_cleared = !clear_sighand_rejected;
         ca.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | req->clone3_flags |
-                   (ctx.handlers_cleared ? PIDPROC_CLONE_CLEAR_SIGHAND : 0);
+                   (f.ctx.handlers_cleared ? PIDPROC_CLONE_CLEAR_SIGHAND : 0);
         ca.pidfd = (uint64_t)(uintptr_t)&req->pidfd;
         /* An autoreaped child sends no exit signal: the kernel insists. */
         ca.exit_signal = (req->clone3_flags & PIDPROC_CLONE_AUTOREAP) ? 0 : SIGCHLD;
-        ca.stack = (uint64_t)(uintptr_t)stack.base;   /* clone3: base and size */
-        ca.stack_size = stack.size;
+        ca.stack = (uint64_t)(uintptr_t)f.stack.base;   /* clone3: base and size */
+        ca.stack_size = f.stack.size;
         if (req->into_cgroup) {
             ca.flags |= PIDPROC_CLONE_INTO_CGROUP;
             ca.cgroup = (uint64_t)(unsigned int)req->cgroup_fd;
             size = CLONE_ARGS_SIZE_VER2;
         }
-        pid = clone3_call(&ca, size, pidproc_child_main, &ctx);
-        if (pid == -EINVAL && ctx.handlers_cleared && !extras) {
+        pid = clone3_call(&ca, size, pidproc_child_main, &f.ctx);
+        /* With lifecycle flags an EINVAL may be theirs: the retry without
+         * CLONE_CLEAR_SIGHAND is for plain requests only (see has_extras). */
+        if (pid == -EINVAL && f.ctx.handlers_cleared && !has_extras(req)) {
             clear_sighand_rejected = 1;
             continue;
         }
         break;
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pidproc_stack_put(&stack);   /* the child has exec'd or exited */
-    errno = saved_errno;   /* the child ran on this thread's TLS */
-
-    if (pid < 0) {
-        req->pidfd = -1;
-        return not_here((int)-pid) && !extras ? (int)pid : (int)-pid;
-    }
-    return finish(req, pid);
+    return end(req, &f, pid, pid < 0 ? (int)-pid : 0);
 }
 
 int pidproc_spawn_clone3(struct pidproc_spawn *req)
@@ -239,37 +205,20 @@ int pidproc_spawn_clone3(struct pidproc_spawn *req)
 
 static int clone_spawn(struct pidproc_spawn *req, const sigset_t *child_mask)
 {
-    struct pidproc_stack stack;
-    sigset_t all, old;
-    struct pidproc_child ctx = {req, child_mask ? child_mask : &old, 0};
-    int saved_errno = errno;
-
-    pidproc_prepare(req);
-    if (has_extras(req))
+    struct clone_frame f;
+    if (has_extras(req)) {
+        pidproc_prepare(req);
         return EINVAL;   /* clone3 alone takes these; Python never sends them here */
-    int rc = pidproc_stack_take(&stack);
-    if (rc != 0) {
-        errno = saved_errno;
-        return rc;   /* ENOMEM: nothing created, the caller treats it as transient */
     }
-
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = begin(req, &f, child_mask);
+    if (rc != 0)
+        return rc;
     /* glibc's clone() takes the top of the stack.  With CLONE_PIDFD the
      * kernel stores the pidfd through parent_tid. */
-    int pid = clone(pidproc_child_main, stack.base + stack.size,
-                    CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &ctx,
+    int pid = clone(pidproc_child_main, f.stack.base + f.stack.size,
+                    CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &f.ctx,
                     &req->pidfd);
-    int clone_errno = errno;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pidproc_stack_put(&stack);   /* the child has exec'd or exited */
-    errno = saved_errno;
-
-    if (pid < 0) {
-        req->pidfd = -1;
-        return not_here(clone_errno) ? -clone_errno : clone_errno;
-    }
-    return finish(req, pid);
+    return end(req, &f, pid, pid < 0 ? errno : 0);
 }
 
 int pidproc_spawn_clone(struct pidproc_spawn *req)

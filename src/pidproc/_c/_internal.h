@@ -7,8 +7,36 @@
 #endif
 #include <signal.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
 
 #include "_core.h"
+
+/* Older kernel headers lack these; the numbers are the same on every
+ * architecture but alpha. */
+#ifndef __NR_pidfd_open
+#define __NR_pidfd_open 434
+#endif
+#ifndef __NR_pidfd_send_signal
+#define __NR_pidfd_send_signal 424
+#endif
+/* waitid's idtype for a pidfd (Linux 5.4); glibc 2.36 has no P_PIDFD. */
+#define PIDPROC_P_PIDFD 3
+/* clone3's CLONE_AUTOREAP (Linux 7.1): the kernel reaps the child itself. */
+#define PIDPROC_CLONE_AUTOREAP (1ULL << 34)
+
+/* PIDFD_GET_INFO (Linux 6.13), first version of the struct: 64 bytes,
+ * understood by every kernel that has the ioctl. */
+struct pidproc_pidfd_info {
+    uint64_t mask;
+    uint64_t cgroupid;
+    uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
+    int32_t exit_code;
+};
+_Static_assert(sizeof(struct pidproc_pidfd_info) == 64, "PIDFD_INFO_SIZE_VER0");
+#define PIDPROC_PIDFD_GET_INFO _IOWR(0xFF, 11, struct pidproc_pidfd_info)
+#define PIDPROC_PIDFD_INFO_PID 1ULL
 
 /* What the child function receives from the parent. */
 struct pidproc_child {
@@ -19,6 +47,19 @@ struct pidproc_child {
 
 /* The child side: runs on the parent's memory, never returns. */
 int pidproc_child_main(void *arg);
+
+/* 1 when fd is in the request's pass_fds.  Inline: the clone child calls it
+ * (async-signal-safe, no call through the PLT) and so does the parent while
+ * it builds glibc's file actions. */
+static inline int pidproc_is_kept(const struct pidproc_spawn *req, int fd)
+{
+    for (int i = 0; i < req->n_keep_fds; i++)
+        if (req->keep_fds[i] == fd)
+            return 1;
+    return 0;
+}
+
+/* ---- the parent's side of every spawn path (_parent.c) ---- */
 
 /* Reset the outputs and point req->argv/envp/exec_paths at the strings
  * packed in the *_buf fields; every spawn path starts with it. */
@@ -37,6 +78,20 @@ typedef int (*pidproc_spawn_fn)(struct pidproc_spawn *req, const sigset_t *child
  * Python thread that asked for the spawn ended.  Blocks until fn returns;
  * the child gets the calling thread's signal mask. */
 int pidproc_keeper_call(pidproc_spawn_fn fn, struct pidproc_spawn *req);
+
+/* A function of the running glibc, looked up with dlsym the first time
+ * (_toolkit.c), so that one build serves a glibc that lacks it.  Threads
+ * racing on the first look store the same pointer. */
+struct pidproc_glibc_fn {
+    const char *name;
+    void *fn;     /* NULL: the running glibc lacks it */
+    int looked;
+};
+void *pidproc_glibc_fn(struct pidproc_glibc_fn *f);
+
+/* glibc 2.39's pidfd_getpid (_toolkit.c), or NULL. */
+typedef int (*pidproc_pidfd_getpid_fn)(int);
+pidproc_pidfd_getpid_fn pidproc_glibc_pidfd_getpid(void);
 
 /* A stack for one clone3/clone child (_stack.c): usable bytes
  * [base, base + size), a PROT_NONE guard page below base. */

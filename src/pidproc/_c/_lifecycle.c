@@ -37,8 +37,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define PIDPROC_P_PIDFD 3
-
 /* ---- the keeper thread ---------------------------------------------------- */
 
 struct keeper_job {

@@ -33,25 +33,14 @@
  */
 #include "_internal.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <gnu/libc-version.h>
 #include <limits.h>
 #include <spawn.h>
-#include <stdint.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#ifndef __NR_pidfd_send_signal
-#define __NR_pidfd_send_signal 424
-#endif
-#ifndef __NR_pidfd_open
-#define __NR_pidfd_open 434
-#endif
 /* The pid reported for a child that ran, exited and was reaped by someone
  * else before it could be named.  The program has run: replaying it on
  * another path would run it twice.  The pidfd still answers for it (its
@@ -59,26 +48,18 @@
  * kill() or waitpid() on it can only fail (ESRCH/ECHILD), never reach
  * another process as -1 (everything) or 0 (our process group) would. */
 #define PIDPROC_UNNAMED_PID INT_MAX
-#define PIDPROC_P_PIDFD 3
 
 extern char **environ;
 
-typedef int (*pidfd_getpid_fn)(int);
 typedef int (*pidfd_spawn_fn)(int *, const char *, const posix_spawn_file_actions_t *,
                               const posix_spawnattr_t *, char *const[], char *const[]);
 
-static pidfd_spawn_fn spawn_fn;
-static pidfd_getpid_fn getpid_fn;
-
-static void lookup(void)
+/* glibc's pidfd_spawn, or NULL (pidfd_getpid, the other half of the path,
+ * comes from the toolkit, which offers it too). */
+static pidfd_spawn_fn spawn_fn(void)
 {
-    /* Idempotent: two threads racing here store the same pointers. */
-    static volatile int looked;
-    if (!looked) {
-        getpid_fn = (pidfd_getpid_fn)dlsym(RTLD_DEFAULT, "pidfd_getpid");
-        spawn_fn = (pidfd_spawn_fn)dlsym(RTLD_DEFAULT, "pidfd_spawn");
-        looked = 1;
-    }
+    static struct pidproc_glibc_fn spawn = {"pidfd_spawn", NULL, 0};
+    return (pidfd_spawn_fn)pidproc_glibc_fn(&spawn);
 }
 
 static int child_pid(int pidfd, int *err);
@@ -88,46 +69,41 @@ static int child_pid(int pidfd, int *err);
  * EBADF for every failure, so child_pid asks the fd table itself. */
 static int out_of_fds(int err) { return err == EMFILE || err == ENFILE; }
 
+/* Can a child be named here?  Tried on a pidfd of this process: 1 yes,
+ * -ENOENT no, 0 this attempt says nothing (no fd was free: ask again). */
+static int try_naming(void)
+{
+    long fd = syscall(__NR_pidfd_open, getpid(), 0);
+    if (fd < 0)
+        return 0;
+    int err;
+    int ok = child_pid((int)fd, &err) == getpid();
+    close((int)fd);
+    if (!ok && out_of_fds(err))
+        return 0;
+    return ok ? 1 : -ENOENT;
+}
+
 /* 1: usable.  0: this glibc has no pidfd_spawn/pidfd_getpid (both 2.39).
  * -ENOENT: a child could not be named here (no /proc for pidfd_getpid and
  * no PIDFD_GET_INFO, before Linux 6.13), seen on a pidfd of this process. */
 int pidproc_pidfd_spawn_available(void)
 {
     static volatile int named; /* 0 not known yet, 1 yes, -ENOENT no */
-    lookup();
-    if (spawn_fn == NULL || getpid_fn == NULL)
+    if (spawn_fn() == NULL || pidproc_glibc_pidfd_getpid() == NULL)
         return 0;
     if (named == 0) {
         int saved = errno;
-        long fd = syscall(__NR_pidfd_open, getpid(), 0);
-        if (fd < 0) {
-            /* EMFILE and the like say nothing: ask again next time. */
-            errno = saved;
-            return 1;
-        }
-        int err;
-        int ok = child_pid((int)fd, &err) == getpid();
-        close((int)fd);
+        int known = try_naming();
         errno = saved;
-        if (!ok && out_of_fds(err))
-            return 1; /* says nothing: ask again next time */
-        named = ok ? 1 : -ENOENT;
+        if (known == 0)
+            return 1; /* not known yet: ask again next time */
+        named = known;
     }
     return named;
 }
 
 const char *pidproc_glibc_version(void) { return gnu_get_libc_version(); }
-
-/* PIDFD_GET_INFO (Linux 6.13), first version of the struct: 64 bytes. */
-struct pidproc_pidfd_info {
-    uint64_t mask;
-    uint64_t cgroupid;
-    uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
-    int32_t exit_code;
-};
-_Static_assert(sizeof(struct pidproc_pidfd_info) == 64, "PIDFD_INFO_SIZE_VER0");
-#define PIDPROC_PIDFD_GET_INFO _IOWR(0xFF, 11, struct pidproc_pidfd_info)
-#define PIDPROC_PIDFD_INFO_PID 1ULL
 
 /* Set once the kernel answered PIDFD_GET_INFO with ENOTTY (before 6.13): a
  * fact about the kernel.  A benign race at worst asks once more. */
@@ -154,7 +130,7 @@ static int child_pid(int pidfd, int *err)
         }
     }
     if (pid <= 0) {
-        pid = getpid_fn(pidfd);
+        pid = pidproc_glibc_pidfd_getpid()(pidfd);
         if (pid <= 0) {
             pid = -1;
             int spare = fcntl(pidfd, F_DUPFD_CLOEXEC, 0);
@@ -208,14 +184,6 @@ static const char *first_candidate(const struct pidproc_spawn *req)
     return found;
 }
 
-static int is_kept(const struct pidproc_spawn *req, int fd)
-{
-    for (int i = 0; i < req->n_keep_fds; i++)
-        if (req->keep_fds[i] == fd)
-            return 1;
-    return 0;
-}
-
 /* In the order the stdlib's child does them: pass_fds made inheritable,
  * stdio, cwd, then the other fds closed. */
 static int add_actions(const struct pidproc_spawn *req, posix_spawn_file_actions_t *fa)
@@ -240,7 +208,7 @@ static int add_actions(const struct pidproc_spawn *req, posix_spawn_file_actions
             /* glibc's child ignores EBADF from a close action, so numbers
              * that are not open cost nothing but the action itself. */
             for (int fd = 3; fd < top; fd++)
-                if (!is_kept(req, fd) && (rc = posix_spawn_file_actions_addclose(fa, fd)))
+                if (!pidproc_is_kept(req, fd) && (rc = posix_spawn_file_actions_addclose(fa, fd)))
                     return rc;
             if (top >= first_free)
                 first_free = top + 1;
@@ -293,6 +261,77 @@ static int replay(struct pidproc_spawn *req, int err)
     return 0;
 }
 
+/* The child exists and its pidfd is ours: name it (req->pid), or end it. */
+static int name_child(struct pidproc_spawn *req, int pidfd)
+{
+    int err;
+    int pid = child_pid(pidfd, &err);
+    req->pidfd = pidfd;
+    if (pid > 0) {
+        req->pid = pid;
+        return 0;
+    }
+    if (syscall(__NR_pidfd_send_signal, pidfd, 0, NULL, 0) != 0 && errno == ESRCH) {
+        /* It ran, exited and was reaped by a foreign waitpid(-1). */
+        req->pid = PIDPROC_UNNAMED_PID;
+        return 0;
+    }
+    /* Alive and nameless: /proc went away after the probe in
+     * pidproc_pidfd_spawn_available() on a kernel before 6.13.  Popen.pid is
+     * not optional: end it, and have Python take the next path from now on. */
+    (void)syscall(__NR_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+    pidproc_reap_failed(req);
+    /* Out of fds (another thread took the one held for naming): transient,
+     * the stdlib then says what it says; else the path is unusable from now
+     * on. */
+    return out_of_fds(err) ? err : -ENOENT;
+}
+
+/* With the file actions and attributes initialised: fill them in, spawn,
+ * name the child. */
+static int spawn_with(struct pidproc_spawn *req, const char *path,
+                      posix_spawn_file_actions_t *fa, posix_spawnattr_t *attr)
+{
+    int held = -1;
+    int rc;
+    if ((rc = add_actions(req, fa)) != 0 || (rc = set_attrs(req, attr)) != 0
+        || (rc = hold_fd_for_naming(&held)) != 0)
+        return replay(req, rc);
+    int pidfd = -1;
+    rc = spawn_fn()(&pidfd, path, fa, attr, req->argv, req->envp ? req->envp : environ);
+    if (held >= 0)
+        close(held);
+    if (rc != 0 || pidfd < 0) {
+        /* glibc has reaped the child (if there was one) and, from 2.40 on,
+         * closed its pidfd; it never hands the pidfd out on failure. */
+        return replay(req, rc ? rc : EINVAL);
+    }
+    return name_child(req, pidfd);
+}
+
+/* The whole path once the request is unpacked; errno is the caller's
+ * business (pidproc_spawn_pidfd_spawn restores it on every exit). */
+static int spawn_prepared(struct pidproc_spawn *req)
+{
+    if (children_may_be_reaped_by_others())
+        return replay(req, ECHILD); /* the next path learns the pid from clone itself */
+    const char *path = first_candidate(req);
+    if (!path)
+        return replay(req, ENOENT);
+
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    int rc = posix_spawn_file_actions_init(&fa);
+    if (rc)
+        return rc;
+    if ((rc = posix_spawnattr_init(&attr)) == 0) {
+        rc = spawn_with(req, path, &fa, &attr);
+        posix_spawnattr_destroy(&attr);
+    }
+    posix_spawn_file_actions_destroy(&fa);
+    return rc;
+}
+
 int pidproc_spawn_pidfd_spawn(struct pidproc_spawn *req)
 {
     int available = pidproc_pidfd_spawn_available();
@@ -301,74 +340,7 @@ int pidproc_spawn_pidfd_spawn(struct pidproc_spawn *req)
 
     int saved_errno = errno;
     pidproc_prepare(req);
-
-    if (children_may_be_reaped_by_others()) {
-        replay(req, ECHILD); /* the next path learns the pid from clone itself */
-        errno = saved_errno;
-        return 0;
-    }
-    const char *path = first_candidate(req);
-    if (!path) {
-        replay(req, ENOENT);
-        errno = saved_errno;
-        return 0;
-    }
-
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    int rc = posix_spawn_file_actions_init(&fa);
-    if (rc) {
-        errno = saved_errno;
-        return rc;
-    }
-    if ((rc = posix_spawnattr_init(&attr))) {
-        posix_spawn_file_actions_destroy(&fa);
-        errno = saved_errno;
-        return rc;
-    }
-    int held = -1;
-    if ((rc = add_actions(req, &fa)) != 0 || (rc = set_attrs(req, &attr)) != 0
-        || (rc = hold_fd_for_naming(&held)) != 0) {
-        rc = replay(req, rc);
-    } else {
-        int pidfd = -1;
-        rc = spawn_fn(&pidfd, path, &fa, &attr, req->argv, req->envp ? req->envp : environ);
-        if (held >= 0)
-            close(held);
-        if (rc != 0 || pidfd < 0) {
-            /* glibc has reaped the child (if there was one) and, from 2.40 on,
-             * closed its pidfd; it never hands the pidfd out on failure. */
-            rc = replay(req, rc ? rc : EINVAL);
-        } else {
-            int err;
-            int pid = child_pid(pidfd, &err);
-            if (pid > 0) {
-                req->pidfd = pidfd;
-                req->pid = pid;
-            } else if (syscall(__NR_pidfd_send_signal, pidfd, 0, NULL, 0) != 0
-                       && errno == ESRCH) {
-                /* It ran, exited and was reaped by a foreign waitpid(-1). */
-                req->pidfd = pidfd;
-                req->pid = PIDPROC_UNNAMED_PID;
-            } else {
-                /* Alive and nameless: /proc went away after the probe in
-                 * pidproc_pidfd_spawn_available() on a kernel before 6.13.
-                 * Popen.pid is not optional: end it, and have Python take the
-                 * next path from now on. */
-                siginfo_t info;
-                (void)syscall(__NR_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-                while (waitid((idtype_t)PIDPROC_P_PIDFD, (id_t)pidfd, &info, WEXITED) < 0
-                       && errno == EINTR) {}
-                close(pidfd);
-                /* Out of fds (another thread took the one held for naming):
-                 * transient, the stdlib then says what it says; else the
-                 * path is unusable from now on. */
-                rc = out_of_fds(err) ? err : -ENOENT;
-            }
-        }
-    }
-    posix_spawnattr_destroy(&attr);
-    posix_spawn_file_actions_destroy(&fa);
+    int rc = spawn_prepared(req);
     errno = saved_errno;
     return rc;
 }

@@ -56,17 +56,26 @@ int pidproc_setns(int fd, int nstype)
     return setns(fd, nstype) < 0 ? -errno : 0;
 }
 
-typedef int (*pidfd_getpid_fn)(int);
+void *pidproc_glibc_fn(struct pidproc_glibc_fn *f)
+{
+    /* "looked" is published after the pointer: whoever sees it set sees the
+     * pointer too. */
+    if (!__atomic_load_n(&f->looked, __ATOMIC_ACQUIRE)) {
+        __atomic_store_n(&f->fn, dlsym(RTLD_DEFAULT, f->name), __ATOMIC_RELAXED);
+        __atomic_store_n(&f->looked, 1, __ATOMIC_RELEASE);
+    }
+    return __atomic_load_n(&f->fn, __ATOMIC_RELAXED);
+}
+
+pidproc_pidfd_getpid_fn pidproc_glibc_pidfd_getpid(void)
+{
+    static struct pidproc_glibc_fn getpid_fn = {"pidfd_getpid", NULL, 0};   /* glibc 2.39+ */
+    return (pidproc_pidfd_getpid_fn)pidproc_glibc_fn(&getpid_fn);
+}
 
 int pidproc_pidfd_getpid(int pidfd)
 {
-    /* glibc 2.39+; looked up at run time so one build serves 2.36 too. */
-    static pidfd_getpid_fn fn;
-    static int looked;
-    if (!looked) {
-        fn = (pidfd_getpid_fn)dlsym(RTLD_DEFAULT, "pidfd_getpid");
-        looked = 1;
-    }
+    pidproc_pidfd_getpid_fn fn = pidproc_glibc_pidfd_getpid();
     if (fn == NULL)
         return -ENOSYS;
     int pid = fn(pidfd);

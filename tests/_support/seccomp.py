@@ -4,6 +4,7 @@ A filter is irreversible and inherited by children, so it is only ever
 installed in a throw-away child interpreter::
 
     r = run_filtered({"clone3": errno.ENOSYS}, "import pidproc; ...")
+    r = run_filtered({"clone3": errno.ENOSYS}, program=program("x"), args=["a"])
 
 Rules are ``{syscall: errno}`` (deny every call), ``{syscall: (errno,
 arg_index, mask)}`` (deny only calls whose argument ``arg_index`` has any bit
@@ -26,6 +27,8 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 Rule = int | tuple[int, int, int] | tuple[int, int, str, int]
@@ -62,8 +65,8 @@ def available() -> bool:
     return _lib() is not None
 
 
-def install(rules: dict[str, Rule]) -> None:
-    """Install the filter in this process (irreversible)."""
+def _filter_lib() -> Any:
+    """libseccomp with the prototypes every filter needs."""
     lib = _lib()
     if lib is None:
         raise OSError("libseccomp.so.2 is not installed")
@@ -74,6 +77,12 @@ def install(rules: dict[str, Rule]) -> None:
     ]  # fmt: skip
     lib.seccomp_load.argtypes = [ctypes.c_void_p]
     lib.seccomp_release.argtypes = [ctypes.c_void_p]
+    return lib
+
+
+def install(rules: dict[str, Rule]) -> None:
+    """Install the filter in this process (irreversible)."""
+    lib = _filter_lib()
     ctx = lib.seccomp_init(SCMP_ACT_ALLOW)
     if not ctx:
         raise OSError("seccomp_init failed")
@@ -138,16 +147,9 @@ class _NotifResp(ctypes.Structure):
 
 
 def _notify_lib() -> Any:
-    """libseccomp with the prototypes the user-notification helpers need."""
-    lib = _lib()
-    if lib is None:
-        raise OSError("libseccomp.so.2 is not installed")
-    lib.seccomp_init.restype = ctypes.c_void_p
-    lib.seccomp_rule_add_array.argtypes = [
-        ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.POINTER(_ArgCmp),
-    ]  # fmt: skip
-    lib.seccomp_load.argtypes = [ctypes.c_void_p]
-    lib.seccomp_release.argtypes = [ctypes.c_void_p]
+    """libseccomp with the prototypes the user-notification helpers need
+    too (libseccomp 2.5+: set only where they are used)."""
+    lib = _filter_lib()
     lib.seccomp_notify_fd.argtypes = [ctypes.c_void_p]
     lib.seccomp_notify_receive.argtypes = [ctypes.c_int, ctypes.POINTER(_Notif)]
     lib.seccomp_notify_respond.argtypes = [ctypes.c_int, ctypes.POINTER(_NotifResp)]
@@ -257,24 +259,37 @@ def hold_execve(n: int) -> tuple[threading.Semaphore, threading.Event]:
 
 PRELUDE = (
     "import sys; sys.path.insert(0, {root!r})\n"
-    "from tests import seccomp\n"
+    "from tests._support import seccomp\n"
     "seccomp.install({rules!r})\n"
     "del sys.path[0]\n"
+)
+# A program file runs as ``python FILE ARGS`` would run it, behind the filter:
+# its own folder in place of the current directory that -c puts first.
+RUN_FILE = (
+    "import os, runpy\n"
+    "sys.argv = [{path!r}, *{args!r}]\n"
+    "sys.path[0] = os.path.dirname({path!r})\n"
+    "runpy.run_path({path!r}, run_name='__main__')\n"
 )
 
 
 def run_filtered(
     rules: dict[str, Rule],
-    code: str,
+    code: str = "",
     *,
+    program: str | None = None,
+    args: Sequence[str] = (),
     timeout: float = 60,
     env: dict[str, str] | None = None,
     prefix: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` in a fresh interpreter behind the filter (``prefix``, e.g.
-    an ``unshare`` command line, goes in front of the interpreter)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    """Run ``code``, or the file ``program`` with ``args``, in a fresh
+    interpreter behind the filter (``prefix``, e.g. an ``unshare`` command
+    line, goes in front of the interpreter)."""
+    root = str(Path(__file__).resolve().parents[2])
     prelude = PRELUDE.format(root=root, rules=rules)
+    if program is not None:
+        code = RUN_FILE.format(path=program, args=list(args))
     full_env = {k: v for k, v in os.environ.items() if k != "PIDPROC_BACKEND"}
     full_env.update(env or {})
     return subprocess.run(

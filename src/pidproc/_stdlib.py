@@ -1,0 +1,192 @@
+"""Every stdlib internal pidproc relies on, in one place.
+
+pidproc reuses the running stdlib's own code wherever it can (argument
+checks, pipes, communicate, the run() family), so it must know a few things
+the stdlib does not publish.  Each is read here, at import, and each has a
+test (``tests/test_stdlib_internals.py``) that fails loudly on a CPython
+where it no longer holds, instead of pidproc quietly behaving differently.
+
+- ``Popen._execute_child``, ``_internal_poll``, ``_wait``: the stdlib's own
+  spawn and PID-based wait, which pidproc falls back to (the ``fork`` and
+  ``pid`` paths, a child held by its PID).  Their parameter lists differ
+  per version (``process_group`` came in 3.11): ``execute_child`` passes
+  ours by name.
+- The condition under which ``_execute_child`` hands a request to
+  ``os.posix_spawn``: there the argument checks and error reports are
+  ``os.posix_spawn``'s, and pidproc's must match them.  It differs per
+  version, so it is read from the stdlib's source and evaluated as there.
+- ``os.posix_spawn``'s message for a file action it cannot parse: pidproc
+  runs ``os.posix_spawn``'s own argument checks by giving it one last
+  unparsable action, so that it stops there before spawning.
+- Whether a failed ``chdir`` is told apart from other pre-exec failures
+  (``"noexec:chdir"``, 3.13+): it decides which filename an OSError names.
+- ``os.environ._data``: the bytes environment, read without the KeyError
+  that ``os.environ.get`` raises and catches (about 1 % of a spawn).
+- Popen's private attributes used by the hooks (``_waitpid_lock``,
+  ``_child_created``, ``_close_pipe_fds``): listed in ``POPEN_ATTRIBUTES``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from types import CodeType
+from typing import Any
+
+_Popen: Any = subprocess.Popen
+
+STDLIB_EXECUTE_CHILD: Callable[..., None] = _Popen._execute_child
+STDLIB_INTERNAL_POLL: Callable[..., int | None] = _Popen._internal_poll
+STDLIB_WAIT: Callable[..., int] = _Popen._wait
+
+# The private attributes of a Popen that pidproc's hooks use.
+POPEN_ATTRIBUTES = ("_waitpid_lock", "_child_created", "_close_pipe_fds")
+
+_NO_PGID = -1
+
+
+@dataclass
+class ChildArgs:
+    """The arguments of the stdlib's POSIX ``_execute_child``, by name."""
+
+    args: Any
+    executable: Any
+    preexec_fn: Callable[[], Any] | None
+    close_fds: bool
+    pass_fds: Any
+    cwd: Any
+    env: Any
+    startupinfo: Any
+    creationflags: int
+    shell: bool
+    p2cread: int
+    p2cwrite: int
+    c2pread: int
+    c2pwrite: int
+    errread: int
+    errwrite: int
+    restore_signals: bool
+    gid: Any
+    gids: Any
+    uid: Any
+    umask: Any
+    start_new_session: bool
+    process_group: Any = _NO_PGID
+
+    @property
+    def child_fds(self) -> tuple[int, int, int]:
+        """The child's ends: its stdin, stdout and stderr (-1: inherited)."""
+        return (self.p2cread, self.c2pwrite, self.errwrite)
+
+    @property
+    def pipe_fds(self) -> tuple[int, int, int, int, int, int]:
+        return (
+            self.p2cread, self.p2cwrite, self.c2pread,
+            self.c2pwrite, self.errread, self.errwrite,
+        )  # fmt: skip
+
+
+_CHILD_ARG_NAMES = [f.name for f in fields(ChildArgs)]
+_code = STDLIB_EXECUTE_CHILD.__code__
+# The stdlib's parameters after self, in order: ours, or ours but the last.
+STDLIB_PARAMETERS = list(_code.co_varnames[1 : _code.co_argcount])
+TAKES_PROCESS_GROUP = "process_group" in STDLIB_PARAMETERS
+
+
+def execute_child(popen: subprocess.Popen[Any], a: ChildArgs) -> None:
+    """The stdlib's own spawn, with the arguments it takes in this version."""
+    values = [getattr(a, n) for n in _CHILD_ARG_NAMES]
+    if not TAKES_PROCESS_GROUP:
+        values.pop()
+    STDLIB_EXECUTE_CHILD(popen, *values)
+
+
+# ---- where the stdlib calls os.posix_spawn -----------------------------------
+
+
+def _posix_spawn_condition(source: str) -> CodeType | None:
+    """The ``if`` test that guards the stdlib's os.posix_spawn call, compiled.
+
+    The condition is found by text, not by parsing the whole method: parsing
+    recurses deeply, and this runs at import in whatever thread imports
+    pidproc (on 3.14+, a small thread stack turns that recursion into a
+    RecursionError or a crash).  Only the condition itself, a few lines, is
+    compiled."""
+    match = re.search(r"\bif\s*\(\s*_USE_POSIX_SPAWN\b", source)
+    if match is None:
+        return None
+    start = source.index("(", match.start())
+    depth = 0
+    for end in range(start, len(source)):
+        char = source[end]
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                break
+    else:
+        return None
+    text = re.sub(r"#[^\n]*", "", source[start : end + 1])
+    try:
+        return compile(text, "<subprocess: posix_spawn?>", "eval")
+    except SyntaxError:
+        return None
+
+
+def _read_posix_spawn_condition() -> CodeType | None:
+    path = getattr(subprocess, "__file__", None)
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return _posix_spawn_condition(f.read())
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+POSIX_SPAWN_CONDITION = _read_posix_spawn_condition()
+
+
+def would_posix_spawn(a: ChildArgs, executable: Any) -> bool:
+    """Would the stdlib take os.posix_spawn for this request?  Evaluated as
+    there, with ``executable`` as the stdlib has made it by then (args[0]
+    if not given), so it raises what it raises there (``umask < 0`` with a
+    str umask).  False where the condition could not be read (see the test)."""
+    if POSIX_SPAWN_CONDITION is None:
+        return False
+    names = {n: getattr(a, n) for n in _CHILD_ARG_NAMES}
+    names["executable"] = executable
+    try:
+        return bool(eval(POSIX_SPAWN_CONDITION, vars(subprocess), names))  # noqa: S307
+    except NameError:
+        return False  # a condition on something this version of pidproc does not pass
+
+
+def _unparsable_action_message() -> str:
+    if not hasattr(os, "posix_spawn"):
+        return ""
+    try:
+        os.posix_spawn("/", ["/"], {}, file_actions=[None])  # type: ignore[list-item]
+    except TypeError as e:
+        return str(e)
+    raise AssertionError("os.posix_spawn accepted a file action of None")  # pragma: no cover
+
+
+UNPARSABLE_ACTION = None
+UNPARSABLE_ACTION_MESSAGE = _unparsable_action_message()
+
+
+# ---- error reports and the environment ---------------------------------------
+
+SPLITS_CHDIR = "noexec:chdir" in STDLIB_EXECUTE_CHILD.__code__.co_consts
+
+
+def environ_bytes(environ: Mapping[str, str] = os.environ) -> dict[bytes, bytes] | None:
+    """os.environ's own bytes dict (kept current by putenv/unsetenv through
+    it), or None where it has none."""
+    data = getattr(environ, "_data", None)
+    return data if isinstance(data, dict) else None
