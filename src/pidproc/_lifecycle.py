@@ -252,6 +252,7 @@ class Lifecycle:
         "flags",
         "cgroup",
         "_cgroup_fd",
+        "_new_group",
         "_reaped",
     )
 
@@ -266,6 +267,7 @@ class Lifecycle:
         self.flags = 0
         self.cgroup: _cgroup.Tree | None = None
         self._cgroup_fd = -1
+        self._new_group = False  # process_group=0, set where the spawn happens
         self._reaped = False
 
     @property
@@ -282,9 +284,9 @@ class Lifecycle:
     # ---- before the spawn --------------------------------------------------
 
     def prepare(self, a: ChildArgs) -> frozenset[str]:
-        """Choose the mechanisms, set the preexec_fn and process_group the
-        spawn is to use in ``a``, and return what the spawn path must be able
-        to express.  Raises what cannot be honoured (module docstring)."""
+        """Choose the mechanisms, set the preexec_fn the spawn is to use in
+        ``a``, and return what the spawn path must be able to express.
+        Raises what cannot be honoured (module docstring)."""
         preexec_fn, process_group = a.preexec_fn, a.process_group
         needs: set[str] = set()
         wrap_pgid = wrap_nnp = False
@@ -343,7 +345,10 @@ class Lifecycle:
                     if preexec_fn is not None and not _stdlib.TAKES_PROCESS_GROUP:
                         wrap_pgid = True  # 3.10's fork_exec has no process_group
                     else:
-                        process_group = 0
+                        # process_group=0: in the C request (apply), or for
+                        # the stdlib's spawn (before_stdlib_spawn); left out
+                        # of ``a`` so that the common request stays quick.
+                        self._new_group = True
                         needs.add(NEW_PROCESS_GROUP)
                 elif process_group == 0:
                     needs.add(NEW_PROCESS_GROUP)
@@ -351,7 +356,7 @@ class Lifecycle:
         self.needs = frozenset(needs)
         if wrap_pgid or wrap_nnp:
             preexec_fn = _wrapped(preexec_fn, wrap_pgid, wrap_nnp)
-        a.preexec_fn, a.process_group = preexec_fn, process_group
+        a.preexec_fn = preexec_fn
         if not _paths.chain(self.needs | ({PREEXEC_FN} if preexec_fn is not None else set())):
             option = "die_with_parent" if self.want_die else "no_new_privs"
             if (
@@ -388,6 +393,8 @@ class Lifecycle:
         if self.nnp == "prctl":
             r.no_new_privs = 1
         r.clone3_flags = self.flags
+        if self._new_group:
+            r.pgid = 0
         if self.tree == "cgroup":
             if self.cgroup is None:
                 self.cgroup = _cgroup.new_tree()
@@ -396,11 +403,14 @@ class Lifecycle:
             r.into_cgroup = 1
             r.cgroup_fd = self._cgroup_fd
 
-    def no_stdlib_spawn(self, paths: list[SpawnPath]) -> None:
-        """Raise if the stdlib's own spawn, about to run, cannot honour the
-        options: when every path of the chain is one of pidproc's, and each
-        declined (a transient failure raised already, ``dispatch.spawn_c``)."""
+    def before_stdlib_spawn(self, paths: list[SpawnPath], a: ChildArgs) -> None:
+        """The stdlib's own spawn is about to run: give it the new process
+        group; raise where it cannot honour the options, when every path of
+        the chain is one of pidproc's and each declined (a transient failure
+        raised already, ``dispatch.spawn_c``)."""
         if paths and paths[-1].c_function is None:
+            if self._new_group:
+                a.process_group = 0
             return
         raise _unavailable(
             "die_with_parent"

@@ -146,7 +146,7 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
                 self._close_pipe_fds(*a.pipe_fds)
                 return
         if life is not None:
-            life.no_stdlib_spawn(paths)
+            life.before_stdlib_spawn(paths, a)
         # The stdlib spawns (vfork, posix_spawn, or fork for preexec_fn).
         _stdlib.execute_child(self, a)
         if not any(p.name == "fork" for p in paths):
