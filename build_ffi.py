@@ -15,7 +15,13 @@ HERE = Path(__file__).resolve().parent
 PKG = HERE / "src" / "pidproc"
 CSRC = PKG / "_c"  # the C core: sources and headers
 SOURCES = [
-    "_child.c", "_clone.c", "_lifecycle.c", "_parent.c", "_pidfd_spawn.c", "_stack.c", "_toolkit.c",
+    "_child.c",
+    "_clone.c",
+    "_lifecycle.c",
+    "_parent.c",
+    "_pidfd_spawn.c",
+    "_stack.c",
+    "_toolkit.c",
 ]
 
 

@@ -13,8 +13,9 @@ The design
     others are what it is compared with (the stdlib, the C floor, a variant).
     A side is a function ``run(n)`` that performs ``n`` operations and returns
     their measurements in seconds, one per operation (or one per child, for
-    S5).  Each side times itself with the same code; the pidproc and stdlib
-    sides of a scenario are built by one factory that takes the module
+    S5), or in the scenario's own unit where it names one (MiB for S6d).
+    Each side times itself with the same code; the pidproc and stdlib sides
+    of a scenario are built by one factory that takes the module
     (``pidproc`` or ``subprocess``), so only the module differs.
 
     ``compare(benchmark, scenario)`` runs rounds.  In each round every side
@@ -87,6 +88,7 @@ class Target:
     kind: Literal["faster", "at_most", "within", "at_most_plus"]
     value: float
     other: str | None = None
+    quantity: str = "time"  # what at_most compares: "time", "peak RSS"
 
     @classmethod
     def faster(cls, other: str, by: float) -> Target:
@@ -94,9 +96,9 @@ class Target:
         return cls("faster", by, other)
 
     @classmethod
-    def at_most(cls, other: str, times: float) -> Target:
-        """pidproc's time at most ``times`` the time of ``other``."""
-        return cls("at_most", times, other)
+    def at_most(cls, other: str, times: float, quantity: str = "time") -> Target:
+        """pidproc's time (or other quantity) at most ``times`` that of ``other``."""
+        return cls("at_most", times, other, quantity)
 
     @classmethod
     def at_most_plus(cls, other: str, seconds: float) -> Target:
@@ -113,7 +115,7 @@ class Target:
         if self.kind == "faster":
             return f"pidproc >= {self.value:g}x faster than {self.other}"
         if self.kind == "at_most":
-            return f"pidproc's time <= {self.value:.2f}x {self.other}'s"
+            return f"pidproc's {self.quantity} <= {self.value:.2f}x {self.other}'s"
         if self.kind == "at_most_plus":
             return f"pidproc's time <= {self.other}'s + {fmt_seconds(self.value)}"
         return f"pidproc <= {fmt_seconds(self.value)}"
@@ -134,6 +136,9 @@ class Scenario:
     # Pairs of other sides whose paired time ratio is reported for context,
     # e.g. ("stdlib", "C floor"): how far the stdlib itself is from the floor.
     context: list[tuple[str, str]] = field(default_factory=list)
+    # What a sample is in: "s" (seconds, the default) or another unit
+    # ("MiB"); ratios are the same either way: other side's / pidproc's.
+    unit: str = "s"
 
 
 @dataclass
@@ -227,7 +232,7 @@ class Result:
                     text = f"{iv.point:.2f}x faster (95 % CI {iv.low:.2f} .. {iv.high:.2f})"
                 else:
                     text = (
-                        f"time ratio {1 / iv.point:.3f} "
+                        f"{t.quantity} ratio {1 / iv.point:.3f} "
                         f"(95 % CI {1 / iv.high:.3f} .. {1 / iv.low:.3f})"
                     )
             status: Literal["met", "within noise", "missed"]
@@ -248,6 +253,13 @@ def median_interval(values: Sequence[float]) -> Interval:
     lo = max(0, math.floor(n / 2 - half))
     hi = min(n - 1, math.ceil(n / 2 + half) - 1)
     return Interval(statistics.median(xs), xs[lo], xs[hi])
+
+
+def fmt_value(x: float, unit: str) -> str:
+    """A sample in its scenario's unit."""
+    if unit == "s":
+        return fmt_seconds(x)
+    return f"{x:.4g} {unit}"
 
 
 def fmt_seconds(s: float) -> str:
@@ -293,7 +305,8 @@ class Progress:
         parts = []
         for s in sides:
             if s.rounds:
-                parts.append(f"{s.name} {fmt_seconds(statistics.median(s.samples))}")
+                unit = self.scenario.unit
+                parts.append(f"{s.name} {fmt_value(statistics.median(s.samples), unit)}")
         line = (
             f"[{self.scenario.key}] round {done}/{total}  "
             + "  ".join(parts)

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from _compare import Result, Scenario, SideResult, Target, fmt_seconds
+from _compare import Result, Scenario, SideResult, Target, fmt_seconds, fmt_value
 
 
 def _read(path: str) -> str:
@@ -130,7 +130,7 @@ def markdown(results: list[Result], info: dict[str, Any], command: str, elapsed:
             f"One sample: {sc.measures}.  {sc.rounds} rounds x {sc.per_round} per side, "
             f"{r.elapsed:.0f} s; {sc.stat} compared.",
             "",
-            f"| side | median | mean | min .. max | samples | speed-up of pidproc ({sc.stat}) |",
+            f"| side | median | mean | min .. max | samples | {_ratio_name(sc)} ({sc.stat}) |",
             "|---|---|---|---|---|---|",
         ]
         for i, s in enumerate(r.sides):
@@ -141,8 +141,9 @@ def markdown(results: list[Result], info: dict[str, Any], command: str, elapsed:
                 iv = r.speedup(s.name)
                 ratio = f"**{iv.point:.2f}x** ({iv.low:.2f} .. {iv.high:.2f})"
             out.append(
-                f"| {s.name} | {fmt_seconds(st['median'])} | {fmt_seconds(st['mean'])} "
-                f"| {fmt_seconds(st['min'])} .. {fmt_seconds(st['max'])} | {st['n']} | {ratio} |"
+                f"| {s.name} | {fmt_value(st['median'], sc.unit)} "
+                f"| {fmt_value(st['mean'], sc.unit)} | {fmt_value(st['min'], sc.unit)} .. "
+                f"{fmt_value(st['max'], sc.unit)} | {st['n']} | {ratio} |"
             )
         out.append("")
         for v in r.verdicts():
@@ -169,6 +170,10 @@ def markdown(results: list[Result], info: dict[str, Any], command: str, elapsed:
     return "\n".join(out)
 
 
+def _ratio_name(sc: Scenario) -> str:
+    return "speed-up of pidproc" if sc.unit == "s" else "other side / pidproc"
+
+
 def to_json(
     results: list[Result], info: dict[str, Any], command: str, elapsed: float
 ) -> dict[str, Any]:
@@ -186,11 +191,12 @@ def to_json(
                 "elapsed_s": r.elapsed,
                 "note": sc.note,
                 "context": [list(pair) for pair in sc.context],
+                "unit": sc.unit,
                 "sides": [
                     {
                         "name": s.name,
                         **_side_stats(s.samples),
-                        # Seconds, to the nanosecond (the clocks' own resolution).
+                        # Seconds (or the unit), to the nanosecond (the clocks' resolution).
                         "rounds": [[round(x, 9) for x in r] for r in s.rounds],
                         "extra": s.extra,
                     }
@@ -201,6 +207,7 @@ def to_json(
                     {
                         "target": v.target.describe(),
                         "kind": v.target.kind,
+                        "quantity": v.target.quantity,
                         "value": v.target.value,
                         "other": v.target.other,
                         "status": v.status,
@@ -230,7 +237,9 @@ def chart(results: list[Result], path: Path, info: dict[str, Any]) -> str | None
         ax.axis("off")
     for ax, r in zip(axes.flat, results, strict=False):
         names = [s.name for s in r.sides][::-1]
-        data = [[x * 1e3 for x in s.samples] for s in r.sides][::-1]
+        unit = r.scenario.unit
+        scale, shown = (1e3, "ms") if unit == "s" else (1.0, unit)
+        data = [[x * scale for x in s.samples] for s in r.sides][::-1]
         try:  # matplotlib 3.10+ says orientation=, and deprecates vert=
             ax.boxplot(data, orientation="horizontal", whis=(5, 95), showfliers=False, widths=0.6)
         except TypeError:
@@ -241,11 +250,11 @@ def chart(results: list[Result], path: Path, info: dict[str, Any]) -> str | None
         hi = max(statistics.quantiles(d, n=20)[-1] if len(d) > 1 else d[0] for d in data)
         if lo > 0 and hi / lo > 30:
             ax.set_xscale("log")
-        ax.set_xlabel("ms (box: quartiles, whiskers: 5th..95th percentile)", fontsize=7)
+        ax.set_xlabel(f"{shown} (box: quartiles, whiskers: 5th..95th percentile)", fontsize=7)
         for y, d in enumerate(data, start=1):
             m = statistics.fmean(d) if r.scenario.stat == "mean" else statistics.median(d)
             ax.annotate(
-                f"{m:.3g} ms",
+                f"{m:.3g} {shown}",
                 (m, y),
                 xytext=(0, 12),
                 textcoords="offset points",
@@ -253,8 +262,9 @@ def chart(results: list[Result], path: Path, info: dict[str, Any]) -> str | None
                 ha="center",
             )
         speedups = [f"{r.speedup(s.name).point:.2f}x vs {s.name}" for s in r.sides[1:]]
+        what = "pidproc speed-up" if unit == "s" else "other / pidproc"
         ax.set_title(
-            f"{r.scenario.key} {r.scenario.title}\npidproc speed-up: " + ", ".join(speedups),
+            f"{r.scenario.key} {r.scenario.title}\n{what}: " + ", ".join(speedups),
             fontsize=8,
         )
         ax.tick_params(axis="x", labelsize=7)
@@ -274,11 +284,14 @@ def from_json(data: dict[str, Any]) -> list[Result]:
     """The results of a report's JSON, to draw the report again."""
     results = []
     for sc in data["scenarios"]:
-        targets = [Target(t["kind"], t["value"], t["other"]) for t in sc["targets"]]
+        targets = [
+            Target(t["kind"], t["value"], t["other"], t.get("quantity", "time"))
+            for t in sc["targets"]
+        ]
         scenario = Scenario(
             sc["key"], sc["title"], sc["measures"], [], targets, sc["rounds"], sc["per_round"],
             stat=sc["stat"], note=sc["note"],
-            context=[(a, b) for a, b in sc.get("context", [])],
+            context=[(a, b) for a, b in sc.get("context", [])], unit=sc.get("unit", "s"),
         )  # fmt: skip
         sides = [SideResult(s["name"], s["rounds"], s["extra"]) for s in sc["sides"]]
         results.append(Result(scenario, sides, False, sc["elapsed_s"]))

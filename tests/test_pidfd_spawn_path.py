@@ -257,7 +257,7 @@ def test_clone3_denied_by_a_filter_retires_pidfd_spawn() -> None:
     assert r.stdout.splitlines() == [
         "pidfd_spawn",
         "clone 5",
-        "clone glibc's pidfd_spawn uses clone3, which answers EPERM here",
+        "clone pidfd_spawn uses clone3, which answers EPERM here",
     ]
 
 

@@ -1,7 +1,8 @@
 """``pidproc.Popen``: the stdlib's Popen, with the child held by a pidfd.
 
 Only the POSIX hooks change; everything else (argument checking, pipes,
-text wrappers, communicate, context manager) is the stdlib's own code:
+text wrappers, communicate() around its loop, context manager) is the
+stdlib's own code:
 
 ``_execute_child``  spawns through the chosen path (``_backends``) and keeps
                     the pidfd the kernel returned with the child.
@@ -10,6 +11,8 @@ text wrappers, communicate, context manager) is the stdlib's own code:
 ``_wait``           no timeout: ``waitid(P_PIDFD)``; with one: ``poll()`` on
                     the pidfd, so the exit is seen at once (no sleep loop).
 ``send_signal``     ``pidfd_send_signal``: a recycled PID is never hit.
+``_communicate``    the same exchange with fewer, larger reads and writes
+                    (``_communicate``), for every path.
 
 The lifecycle options (``die_with_parent``, ``kill_tree``, ``no_new_privs``)
 and ``Popen.rusage`` live in ``_lifecycle``, ``_cgroup`` and ``_reap``; this
@@ -46,6 +49,7 @@ from time import monotonic as _time
 from typing import TYPE_CHECKING, Any, cast
 
 from . import _fdbudget, _reap, _stdlib
+from ._communicate import communicate as _communicate_fast
 from ._pidfd_handle import _PidfdHandle
 from ._pidfd_sys import (
     GONE,
@@ -279,6 +283,12 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
                 poll_fd(fd, POLLIN, remaining)
         finally:
             handle.unpin()
+
+    # ---- pipes --------------------------------------------------------------
+
+    def _communicate(self, input: Any, endtime: float | None, orig_timeout: float | None) -> Any:
+        # Larger reads and writes, same semantics (_communicate.py).
+        return _communicate_fast(self, input, endtime, orig_timeout)
 
     # ---- signalling -------------------------------------------------------
 

@@ -24,6 +24,12 @@ where it no longer holds, instead of pidproc quietly behaving differently.
   that ``os.environ.get`` raises and catches (about 1 % of a spawn).
 - Popen's private attributes used by the hooks (``_waitpid_lock``,
   ``_child_created``, ``_close_pipe_fds``): listed in ``POPEN_ATTRIBUTES``.
+- ``Popen._communicate``: the stdlib's loop under ``communicate()``, which
+  runs where pidproc's own (``_communicate.py``) does not recognise this
+  version's.  That module recognises it by its source tokens and relies on
+  what it calls (``_save_input``, ``_check_timeout``,
+  ``_translate_newlines``) and keeps (``_communication_started``,
+  ``_input``, ``_input_offset``); ``tests/test_communicate.py`` checks them.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ _Popen: Any = subprocess.Popen
 STDLIB_EXECUTE_CHILD: Callable[..., None] = _Popen._execute_child
 STDLIB_INTERNAL_POLL: Callable[..., int | None] = _Popen._internal_poll
 STDLIB_WAIT: Callable[..., int] = _Popen._wait
+STDLIB_COMMUNICATE: Callable[..., tuple[Any, Any]] = _Popen._communicate
 
 # The private attributes of a Popen that pidproc's hooks use.
 POPEN_ATTRIBUTES = ("_waitpid_lock", "_child_created", "_close_pipe_fds")

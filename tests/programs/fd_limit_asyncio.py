@@ -15,7 +15,8 @@ resource.setrlimit(resource.RLIMIT_NOFILE, (soft, resource.getrlimit(resource.RL
 
 
 async def main() -> tuple[int, list[int | None]]:
-    procs = [await aio.create_subprocess_exec("sleep", "30") for _ in range(n)]
+    # "sleep 600": they must outlive the spawning of all of them, however slow.
+    procs = [await aio.create_subprocess_exec("sleep", "600") for _ in range(n)]
     for p in procs:
         p.kill()
     codes = await asyncio.gather(*(p.wait() for p in procs))
