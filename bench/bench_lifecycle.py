@@ -1,13 +1,13 @@
-"""S10: what the lifecycle options cost a spawn, on the default path.
+"""S12: what the lifecycle options cost a spawn, on the default path.
 
-S10a  ``Popen([...], die_with_parent=True).wait()`` against the same spawn
+S12a  ``Popen([...], die_with_parent=True).wait()`` against the same spawn
       without it (and the stdlib's, for scale).  Before Linux 7.1, or without
       CAP_SYS_ADMIN: the parent-death signal set in the C child, the clone
       done by the keeper thread (a handover to another thread and back).
-S10b  ``kill_tree=True``: a cgroup per child where a cgroup2 directory is
+S12b  ``kill_tree=True``: a cgroup per child where a cgroup2 directory is
       writable (taken from the pool, given back at the reap after one
       ``cgroup.events`` read), else a new process group.
-S10c  ``kill_tree=True`` in process-group mode (the cgroup knob off): what
+S12c  ``kill_tree=True`` in process-group mode (the cgroup knob off): what
       kill_tree costs where no cgroup can be made.
 
 Target: each under 5 % of a plain spawn+wait (time ratio <= 1.05).
@@ -76,14 +76,14 @@ def scenario(key: str, option: str) -> Scenario:
     )
 
 
-def test_s10a_die_with_parent(benchmark: Any) -> None:
-    compare(benchmark, scenario("S10a", "die_with_parent"))
+def test_s12a_die_with_parent(benchmark: Any) -> None:
+    compare(benchmark, scenario("S12a", "die_with_parent"))
 
 
-def test_s10b_kill_tree(benchmark: Any) -> None:
-    compare(benchmark, scenario("S10b", "kill_tree"))
+def test_s12b_kill_tree(benchmark: Any) -> None:
+    compare(benchmark, scenario("S12b", "kill_tree"))
 
 
-def test_s10c_kill_tree_process_group(benchmark: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_s12c_kill_tree_process_group(benchmark: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_lifecycle, "_USE_CGROUP", False)
-    compare(benchmark, scenario("S10c", "kill_tree"))
+    compare(benchmark, scenario("S12c", "kill_tree"))
