@@ -14,7 +14,15 @@ from cffi import FFI
 HERE = Path(__file__).resolve().parent
 PKG = HERE / "src" / "pidproc"
 CSRC = PKG / "_c"  # the C core: sources and headers
-SOURCES = ["_child.c", "_clone.c", "_parent.c", "_pidfd_spawn.c", "_stack.c", "_toolkit.c"]
+SOURCES = [
+    "_child.c",
+    "_clone.c",
+    "_lifecycle.c",
+    "_parent.c",
+    "_pidfd_spawn.c",
+    "_stack.c",
+    "_toolkit.c",
+]
 
 
 def _libraries() -> list[str]:

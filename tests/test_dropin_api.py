@@ -31,12 +31,19 @@ def test_popen_is_a_stdlib_popen() -> None:
     assert p.returncode == 0
 
 
+LIFECYCLE = ["die_with_parent", "kill_tree", "no_new_privs"]
+
+
 def test_popen_takes_every_stdlib_parameter() -> None:
     ours = inspect.signature(pidproc.Popen).parameters
     theirs = inspect.signature(subprocess.Popen).parameters
-    assert list(ours) == list(theirs)
+    # The stdlib's, in its order, then pidproc's lifecycle options.
+    assert list(ours) == [*theirs, *LIFECYCLE]
     for name, param in theirs.items():
         assert ours[name].default == param.default, name
+    for name in LIFECYCLE:
+        assert ours[name].kind is inspect.Parameter.KEYWORD_ONLY, name
+        assert ours[name].default is False, name
 
 
 def test_helpers_keep_their_stdlib_signatures() -> None:

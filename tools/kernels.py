@@ -163,6 +163,7 @@ KERNEL_FILES = (
     "tests/test_exhaustion.py",
     "tests/test_sandbox_faults.py",
     "tests/test_child_state.py",
+    "tests/test_lifecycle_options.py",
 )
 # Forced by PIDPROC_BACKEND onto each other path: the parity file whose
 # children depend on the kernel (close_range, the fds a child sees).
@@ -188,6 +189,7 @@ GATE_REASONS = (
     (r"no pidfd_spawn path here", "pidfd_spawn", False),
     (r"glibc here has pidfd_spawn", "pidfd_spawn", True),
     (r"glibc has no pidfd_getpid", "pidfd_getpid", False),
+    (r"no CLONE_PIDFD_AUTOKILL", "CLONE_PIDFD_AUTOKILL", False),
 )
 
 

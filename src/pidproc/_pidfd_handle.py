@@ -14,7 +14,10 @@ import os
 import subprocess
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._lifecycle import Lifecycle
 
 
 class _PidfdHandle:
@@ -36,7 +39,7 @@ class _PidfdHandle:
       object dies with the last reference, whichever comes last.
     """
 
-    __slots__ = ("fd", "_lock", "_pins", "_exposed", "_retired")
+    __slots__ = ("fd", "_lock", "_pins", "_exposed", "_retired", "rusage", "life", "__weakref__")
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
@@ -44,6 +47,8 @@ class _PidfdHandle:
         self._pins = 0
         self._exposed = False
         self._retired = False
+        self.rusage: Any = None  # what the reaping waitid reported (_reap)
+        self.life: Lifecycle | None = None  # the lifecycle options, if any
 
     def expose(self) -> int | None:
         with self._lock:

@@ -14,6 +14,12 @@ stdlib's own code:
 ``_communicate``    the same exchange with fewer, larger reads and writes
                     (``_communicate``), for every path.
 
+The lifecycle options (``die_with_parent``, ``kill_tree``, ``no_new_privs``)
+and ``Popen.rusage`` live in ``_lifecycle``, ``_cgroup`` and ``_reap``; this
+module only hands them over: ``__init__`` takes the options, ``_execute_child``
+lets ``Lifecycle.prepare``/``apply`` shape the spawn, the waits reap through
+``_reap.wait``, and ``send_signal`` goes to the tree.
+
 When a child was reaped behind our back (SIGCHLD ignored, a foreign
 ``waitpid(-1)``), its real exit status is read with PIDFD_INFO_EXIT where
 the kernel keeps it (6.15+); the stdlib reports 0 there.
@@ -31,16 +37,18 @@ the stdlib holds it (``_fdbudget``).
 
 from __future__ import annotations
 
+import inspect
 import os
+import resource
 import signal
 import subprocess
 import threading
 from collections.abc import Callable
 from select import POLLIN
 from time import monotonic as _time
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from . import _fdbudget, _stdlib
+from . import _fdbudget, _reap, _stdlib
 from ._communicate import communicate as _communicate_fast
 from ._pidfd_handle import _PidfdHandle
 from ._pidfd_sys import (
@@ -58,6 +66,9 @@ from ._spawn.paths import needs_of
 from ._spawn.state import chain
 from ._stdlib import ChildArgs
 
+if TYPE_CHECKING:
+    from ._lifecycle import Lifecycle
+
 
 class Popen(subprocess.Popen):  # type: ignore[type-arg]
     __doc__ = subprocess.Popen.__doc__
@@ -65,7 +76,15 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
     backend: str | None = None
     """The spawn path this child took: pidfd_spawn, clone3, clone, fork or pid."""
 
+    die_with_parent: str | None = None
+    """What kills the child when this process dies: "autokill", "pdeathsig", or None."""
+    kill_tree: str | None = None
+    """What holds the child's tree for signals: "cgroup", "process_group", or None."""
+    no_new_privs: str | None = None
+    """What set no_new_privs in the child: "clone_nnp", "prctl", or None."""
+
     _pidfd_handle: _PidfdHandle | None = None
+    _lifecycle: Lifecycle | None = None
 
     # The stdlib's private machinery we build on (absent from typeshed).
     _waitpid_lock: threading.Lock
@@ -73,6 +92,35 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
     _close_pipe_fds: Callable[..., None]
     _STDLIB_INTERNAL_POLL = _stdlib.STDLIB_INTERNAL_POLL
     _STDLIB_WAIT = _stdlib.STDLIB_WAIT
+
+    def __init__(
+        self,
+        *args: Any,
+        die_with_parent: bool = False,
+        kill_tree: bool = False,
+        no_new_privs: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        if die_with_parent or kill_tree or no_new_privs:
+            from ._lifecycle import Lifecycle  # loaded on first use (import time)
+
+            self._lifecycle = life = Lifecycle(die_with_parent, kill_tree, no_new_privs)
+            try:
+                super().__init__(*args, **kwargs)
+            except BaseException:
+                life.abandon()
+                raise
+            life.spawned(self)
+        else:
+            super().__init__(*args, **kwargs)
+
+    @property
+    def rusage(self) -> resource.struct_rusage | None:
+        """The child's resource usage, as ``os.wait4`` reports it, once
+        pidproc has reaped it; None before, or where it cannot be known
+        (reaped by someone else, the kernel's autoreap, the ``pid`` path)."""
+        handle = self._pidfd_handle
+        return None if handle is None else _reap.rusage_of(handle)
 
     @property
     def pidfd(self) -> int | None:
@@ -90,15 +138,19 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
     def _execute_child(self, *arguments: Any) -> None:
         """The stdlib's hook, called with its own arguments (``ChildArgs``)."""
         a = ChildArgs(*arguments)
+        life = self._lifecycle
+        needs = life.prepare(a) if life is not None else frozenset()
         paths = chain(
-            needs_of(a.preexec_fn, a.uid, a.gid, a.gids, a.umask, a.child_fds, a.pass_fds)
+            needs | needs_of(a.preexec_fn, a.uid, a.gid, a.gids, a.umask, a.child_fds, a.pass_fds)
         )
         if paths[0].c_function is not None:
-            spawned = spawn_c(a, paths)
+            spawned = spawn_c(a, paths, life.apply if life is not None else None)
             if spawned is not None:
                 self._adopt(spawned)
                 self._close_pipe_fds(*a.pipe_fds)
                 return
+        if life is not None:
+            life.before_stdlib_spawn(paths, a)
         # The stdlib spawns (vfork, posix_spawn, or fork for preexec_fn).
         _stdlib.execute_child(self, a)
         if not any(p.name == "fork" for p in paths):
@@ -119,7 +171,12 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
         self.pid = spawned.pid
         self._child_created = True
         pidfd, backend = spawned.pidfd, spawned.backend
-        if pidfd is not None and not _fdbudget.fits(pidfd):
+        life = self._lifecycle
+        if (
+            pidfd is not None
+            and not _fdbudget.fits(pidfd)
+            and (life is None or life.may_drop_pidfd)
+        ):
             # Unreaped, so its PID stays its own: held by it, as the stdlib.
             os.close(pidfd)
             pidfd = None
@@ -144,8 +201,7 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
     def _internal_poll(
         self,
         _deadstate: int | None = None,
-        _waitid: Callable[..., Any] = os.waitid,
-        _P_PIDFD: int = os.P_PIDFD,
+        _wait: Callable[..., Any] = _reap.wait,
         _FLAGS: int = os.WEXITED | os.WNOHANG,
     ) -> int | None:
         # Called by __del__: only locals and default arguments from here.
@@ -159,7 +215,7 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
         try:
             if self.returncode is None:
                 try:
-                    result = _waitid(_P_PIDFD, handle.fd, _FLAGS)
+                    result = _wait(handle, _FLAGS)
                 except ChildProcessError:
                     self._reaped_elsewhere(_deadstate)
                 except OSError:
@@ -181,7 +237,7 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
         handle = self._pidfd_handle
         assert handle is not None
         try:
-            result = os.waitid(os.P_PIDFD, handle.fd, flags)
+            result = _reap.wait(handle, flags)
         except ChildProcessError:
             self._reaped_elsewhere(None)
             return True
@@ -237,6 +293,12 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
     # ---- signalling -------------------------------------------------------
 
     def send_signal(self, sig: int) -> None:
+        life = self._lifecycle
+        if life is not None and life.tree is not None:
+            return life.send_signal(self, sig, self._send_signal_to_child)
+        self._send_signal_to_child(sig)
+
+    def _send_signal_to_child(self, sig: int) -> None:
         handle = self._pidfd_handle
         if handle is None:
             return super().send_signal(sig)
@@ -291,3 +353,17 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
             return
         with self._waitpid_lock:
             handle.close()
+
+
+def _init_signature() -> inspect.Signature:
+    """The stdlib's parameters, in its order, then pidproc's keyword-only ones
+    (help() and inspect show what Popen takes, not ``*args, **kwargs``)."""
+    stdlib = inspect.signature(subprocess.Popen.__init__)
+    ours = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=False)
+        for name in ("die_with_parent", "kill_tree", "no_new_privs")
+    ]
+    return stdlib.replace(parameters=[*stdlib.parameters.values(), *ours])
+
+
+Popen.__init__.__signature__ = _init_signature()  # type: ignore[attr-defined]

@@ -100,13 +100,13 @@ _CHILD_ARG_NAMES = [f.name for f in fields(ChildArgs)]
 _code = STDLIB_EXECUTE_CHILD.__code__
 # The stdlib's parameters after self, in order: ours, or ours but the last.
 STDLIB_PARAMETERS = list(_code.co_varnames[1 : _code.co_argcount])
-_TAKES_PROCESS_GROUP = "process_group" in STDLIB_PARAMETERS
+TAKES_PROCESS_GROUP = "process_group" in STDLIB_PARAMETERS
 
 
 def execute_child(popen: subprocess.Popen[Any], a: ChildArgs) -> None:
     """The stdlib's own spawn, with the arguments it takes in this version."""
     values = [getattr(a, n) for n in _CHILD_ARG_NAMES]
-    if not _TAKES_PROCESS_GROUP:
+    if not TAKES_PROCESS_GROUP:
         values.pop()
     STDLIB_EXECUTE_CHILD(popen, *values)
 

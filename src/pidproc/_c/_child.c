@@ -28,6 +28,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -263,6 +264,22 @@ int pidproc_child_main(void *arg)
             fail(req, PIDPROC_STEP_OTHER, errno);
         if (!ids_are(SYS_getresuid, (unsigned int)req->uid))
             fail(req, PIDPROC_STEP_OTHER, EPERM);
+    }
+
+    /* The lifecycle options (_lifecycle.py), after the credentials: changing
+     * the effective ids clears the parent-death signal (commit_creds).  Both
+     * are one prctl, a plain syscall. */
+    if (req->no_new_privs && syscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1L, 0L, 0L, 0L) < 0)
+        fail(req, PIDPROC_STEP_OTHER, errno);
+    if (req->pdeathsig) {
+        if (syscall(SYS_prctl, PR_SET_PDEATHSIG, (long)req->pdeathsig, 0L, 0L, 0L) < 0)
+            fail(req, PIDPROC_STEP_OTHER, errno);
+        /* The parent died between clone and the prctl: the signal it would
+         * have sent will never come, so send it now.  Once set, the kernel
+         * sends it (the keeper thread that cloned us exits only with the
+         * process). */
+        if (syscall(SYS_getppid) != req->parent_pid)
+            (void)syscall(SYS_kill, syscall(SYS_getpid), req->pdeathsig);
     }
 
     if (req->close_fds)

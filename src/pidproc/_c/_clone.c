@@ -32,6 +32,7 @@
 #define CLONE_PIDFD 0x00001000
 #endif
 #define PIDPROC_CLONE_CLEAR_SIGHAND 0x100000000ULL
+#define PIDPROC_CLONE_INTO_CGROUP 0x200000000ULL
 #ifndef __NR_clone3
 #define __NR_clone3 435
 #endif
@@ -49,12 +50,14 @@ struct clone_frame {
 
 /* Before the clone: unpack the request, take a stack, block every signal
  * (no handler may run in the child before the handlers are reset).  0, or an
- * errno (ENOMEM) with nothing taken, errno as the caller had it. */
-static int begin(struct pidproc_spawn *req, struct clone_frame *f)
+ * errno (ENOMEM) with nothing taken, errno as the caller had it.  child_mask:
+ * the mask the child restores (NULL: this thread's; the keeper thread passes
+ * the mask of the thread that asked, see pidproc_keeper_call). */
+static int begin(struct pidproc_spawn *req, struct clone_frame *f, const sigset_t *child_mask)
 {
     sigset_t all;
     f->saved_errno = errno;
-    f->ctx = (struct pidproc_child){req, &f->old_mask, 0};
+    f->ctx = (struct pidproc_child){req, child_mask ? child_mask : &f->old_mask, 0};
     pidproc_prepare(req);
     int rc = pidproc_stack_take(&f->stack);
     if (rc != 0) {
@@ -71,6 +74,15 @@ static int not_here(int err)
     return err == ENOSYS || err == EPERM || err == EINVAL;
 }
 
+/* A failed clone with lifecycle options (extra clone3 flags, a cgroup) says
+ * nothing about the path itself: those were probed before they were asked
+ * for, so an error here is this request's (EPERM into a cgroup, EBUSY from a
+ * threaded one, ...) and is returned as an errno, never as "not here". */
+static int has_extras(const struct pidproc_spawn *req)
+{
+    return req->clone3_flags != 0 || req->into_cgroup;
+}
+
 /* After the clone, when the parent thread runs again: the child has exec'd
  * or exited (CLONE_VFORK), so its stack is free.  pid is the clone's result,
  * err its errno when pid < 0.  Checks the pidfd slot (Go found emulators
@@ -83,7 +95,7 @@ static int end(struct pidproc_spawn *req, struct clone_frame *f, long pid, int e
 
     if (pid < 0) {
         req->pidfd = -1;
-        return not_here(err) ? -err : err;
+        return not_here(err) && !has_extras(req) ? -err : err;
     }
     req->pid = (int)pid;
     if (req->err_step != PIDPROC_STEP_NONE) {
@@ -99,19 +111,23 @@ static int end(struct pidproc_spawn *req, struct clone_frame *f, long pid, int e
 }
 
 #if defined(__x86_64__) || defined(__aarch64__)
-/* The same struct and syscall number (435) on both: clone3 is generic. */
-struct clone_args_v0 {
+/* struct clone_args up to CLONE_ARGS_SIZE_VER2 (the cgroup field, 5.7); the
+ * same struct and syscall number (435) on both CPUs: clone3 is generic. */
+struct clone_args_v2 {
     uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+    uint64_t set_tid, set_tid_size, cgroup;
 };
+#define CLONE_ARGS_SIZE_VER0 64
+#define CLONE_ARGS_SIZE_VER2 88
 
 /* Returns the child's pid or -errno in the parent; the child calls fn(arg)
  * on its new stack and exits with its result, never returning here. */
 #if defined(__x86_64__)
-static long clone3_call(struct clone_args_v0 *ca, int (*fn)(void *), void *arg)
+static long clone3_call(struct clone_args_v2 *ca, size_t size, int (*fn)(void *), void *arg)
 {
     register long rax __asm__("rax") = __NR_clone3;
     register void *rdi __asm__("rdi") = ca;
-    register long rsi __asm__("rsi") = sizeof *ca;
+    register long rsi __asm__("rsi") = (long)size;
     register int (*rdx)(void *) __asm__("rdx") = fn;
     register void *r8 __asm__("r8") = arg;
     __asm__ volatile(
@@ -133,13 +149,13 @@ static long clone3_call(struct clone_args_v0 *ca, int (*fn)(void *), void *arg)
     return rax;
 }
 #else
-static long clone3_call(struct clone_args_v0 *ca, int (*fn)(void *), void *arg)
+static long clone3_call(struct clone_args_v2 *ca, size_t size, int (*fn)(void *), void *arg)
 {
     /* The kernel preserves every register but x0 across svc, in the child
      * too, so fn and arg are still in x2 and x3 there. */
     register long x8 __asm__("x8") = __NR_clone3;
     register long x0 __asm__("x0") = (long)ca;
-    register long x1 __asm__("x1") = sizeof *ca;
+    register long x1 __asm__("x1") = (long)size;
     register int (*x2)(void *) __asm__("x2") = fn;
     register void *x3 __asm__("x3") = arg;
     __asm__ volatile(
@@ -168,30 +184,46 @@ static int clear_sighand_rejected;
 
 int pidproc_clone3_compiled(void) { return 1; }
 
-int pidproc_spawn_clone3(struct pidproc_spawn *req)
+static int clone3_spawn(struct pidproc_spawn *req, const sigset_t *child_mask)
 {
     struct clone_frame f;
-    int rc = begin(req, &f);
+    int rc = begin(req, &f, child_mask);
     if (rc != 0)
         return rc;
     long pid;
     for (;;) {
-        struct clone_args_v0 ca = {0};
+        struct clone_args_v2 ca = {0};
+        size_t size = CLONE_ARGS_SIZE_VER0;
         f.ctx.handlers_cleared = !clear_sighand_rejected;
-        ca.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD |
+        ca.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | req->clone3_flags |
                    (f.ctx.handlers_cleared ? PIDPROC_CLONE_CLEAR_SIGHAND : 0);
         ca.pidfd = (uint64_t)(uintptr_t)&req->pidfd;
-        ca.exit_signal = SIGCHLD;
+        /* An autoreaped child sends no exit signal: the kernel insists. */
+        ca.exit_signal = (req->clone3_flags & PIDPROC_CLONE_AUTOREAP) ? 0 : SIGCHLD;
         ca.stack = (uint64_t)(uintptr_t)f.stack.base;   /* clone3: base and size */
         ca.stack_size = f.stack.size;
-        pid = clone3_call(&ca, pidproc_child_main, &f.ctx);
-        if (pid == -EINVAL && f.ctx.handlers_cleared) {
+        if (req->into_cgroup) {
+            ca.flags |= PIDPROC_CLONE_INTO_CGROUP;
+            ca.cgroup = (uint64_t)(unsigned int)req->cgroup_fd;
+            size = CLONE_ARGS_SIZE_VER2;
+        }
+        pid = clone3_call(&ca, size, pidproc_child_main, &f.ctx);
+        /* With lifecycle flags an EINVAL may be theirs: the retry without
+         * CLONE_CLEAR_SIGHAND is for plain requests only (see has_extras). */
+        if (pid == -EINVAL && f.ctx.handlers_cleared && !has_extras(req)) {
             clear_sighand_rejected = 1;
             continue;
         }
         break;
     }
     return end(req, &f, pid, pid < 0 ? (int)-pid : 0);
+}
+
+int pidproc_spawn_clone3(struct pidproc_spawn *req)
+{
+    if (req->via_keeper)
+        return pidproc_keeper_call(clone3_spawn, req);
+    return clone3_spawn(req, NULL);
 }
 #else
 int pidproc_clone3_compiled(void) { return 0; }
@@ -203,10 +235,14 @@ int pidproc_spawn_clone3(struct pidproc_spawn *req)
 }
 #endif
 
-int pidproc_spawn_clone(struct pidproc_spawn *req)
+static int clone_spawn(struct pidproc_spawn *req, const sigset_t *child_mask)
 {
     struct clone_frame f;
-    int rc = begin(req, &f);
+    if (has_extras(req)) {
+        pidproc_prepare(req);
+        return EINVAL;   /* clone3 alone takes these; Python never sends them here */
+    }
+    int rc = begin(req, &f, child_mask);
     if (rc != 0)
         return rc;
     /* glibc's clone() takes the top of the stack.  With CLONE_PIDFD the
@@ -215,4 +251,11 @@ int pidproc_spawn_clone(struct pidproc_spawn *req)
                     CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &f.ctx,
                     &req->pidfd);
     return end(req, &f, pid, pid < 0 ? errno : 0);
+}
+
+int pidproc_spawn_clone(struct pidproc_spawn *req)
+{
+    if (req->via_keeper)
+        return pidproc_keeper_call(clone_spawn, req);
+    return clone_spawn(req, NULL);
 }

@@ -60,6 +60,14 @@ struct pidproc_spawn {
     int pidfd;
     int err_step;             /* enum pidproc_step */
     int err_errno;
+    /* ---- in: lifecycle options (_lifecycle.py); all 0: nothing to do ---- */
+    int pdeathsig;            /* prctl(PR_SET_PDEATHSIG) in the child, after the credentials */
+    int parent_pid;           /* with pdeathsig: the child SIGKILLs itself when getppid() differs */
+    int no_new_privs;         /* prctl(PR_SET_NO_NEW_PRIVS) in the child */
+    int via_keeper;           /* clone3/clone from the keeper thread, which never exits (_lifecycle.c) */
+    int into_cgroup;          /* clone3 CLONE_INTO_CGROUP into cgroup_fd, a cgroup2 directory */
+    int cgroup_fd;
+    unsigned long long clone3_flags;  /* CLONE_AUTOREAP, CLONE_NNP, CLONE_PIDFD_AUTOKILL (Linux 7.1) */
 };
 
 int pidproc_spawn_clone3(struct pidproc_spawn *req);
@@ -83,6 +91,27 @@ long pidproc_child_stack_size(void);
  * child wrote; on == 0 goes back to the pool.  Returns the most seen since
  * the previous call (0: no spawn) and starts counting again from 0. */
 long pidproc_child_stack_probe(int on);
+
+/* ---- lifecycle (_lifecycle.c): parent-side helpers, no async-signal-safety contract ---- */
+
+/* What a raw waitid(2) with its fifth (rusage) argument reports.  The
+ * kernel's struct rusage: two timevals of longs, then fourteen longs. */
+struct pidproc_waited {
+    int pid;                  /* 0 with WNOHANG and nothing to report */
+    int code;                 /* si_code: CLD_EXITED, CLD_KILLED, ... */
+    int status;               /* si_status */
+    long ru[18];              /* utime sec, usec, stime sec, usec, maxrss .. nivcsw */
+};
+/* waitid(P_PIDFD, pidfd, options) with the rusage argument; 0 or -errno. */
+int pidproc_waitid_rusage(int pidfd, int options, struct pidproc_waited *out);
+/* 1 if the calling thread has the capability in its effective set, 0 if not, -errno. */
+int pidproc_has_capability(int cap);
+/* The number the next file descriptor would get (one open and close), or -errno. */
+int pidproc_lowest_free_fd(void);
+/* prctl(PR_SET_NO_NEW_PRIVS, 1) for the calling thread: 0 or -errno (a preexec_fn child). */
+int pidproc_set_no_new_privs(void);
+/* 1 once the keeper thread runs in this process (for tests and the bench). */
+int pidproc_keeper_running(void);
 
 /* ---- the pidfd toolkit (_toolkit.c): parent-side syscalls os lacks ----
  * Each returns its result, or -errno on failure. */

@@ -23,6 +23,8 @@
 #endif
 /* waitid's idtype for a pidfd (Linux 5.4); glibc 2.36 has no P_PIDFD. */
 #define PIDPROC_P_PIDFD 3
+/* clone3's CLONE_AUTOREAP (Linux 7.1): the kernel reaps the child itself. */
+#define PIDPROC_CLONE_AUTOREAP (1ULL << 34)
 
 /* PIDFD_GET_INFO (Linux 6.13), first version of the struct: 64 bytes,
  * understood by every kernel that has the ioctl. */
@@ -65,6 +67,17 @@ void pidproc_prepare(struct pidproc_spawn *req);
 
 /* Reap a child that failed before exec, close its pidfd; keeps errno. */
 void pidproc_reap_failed(struct pidproc_spawn *req);
+
+/* One clone3/clone spawn.  child_mask is the signal mask the child starts
+ * the program with: NULL for the calling thread's own, or the mask of the
+ * thread that handed the spawn to the keeper thread. */
+typedef int (*pidproc_spawn_fn)(struct pidproc_spawn *req, const sigset_t *child_mask);
+
+/* Run fn on the keeper thread (_lifecycle.c), a thread that never exits, so
+ * that a parent-death signal set in the child never fires because the
+ * Python thread that asked for the spawn ended.  Blocks until fn returns;
+ * the child gets the calling thread's signal mask. */
+int pidproc_keeper_call(pidproc_spawn_fn fn, struct pidproc_spawn *req);
 
 /* A function of the running glibc, looked up with dlsym the first time
  * (_toolkit.c), so that one build serves a glibc that lacks it.  Threads

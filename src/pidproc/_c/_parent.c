@@ -10,6 +10,7 @@
 #include "_internal.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -47,7 +48,13 @@ void pidproc_prepare(struct pidproc_spawn *req)
 void pidproc_reap_failed(struct pidproc_spawn *req)
 {
     int saved = errno;
-    if (req->pidfd >= 0) {
+    if (req->pidfd >= 0 && (req->clone3_flags & PIDPROC_CLONE_AUTOREAP)) {
+        /* Never waitable: the kernel reaps it (CLONE_AUTOREAP).  Wait until
+         * it is gone (the pidfd turns readable), so that nothing is left. */
+        struct pollfd pfd = {req->pidfd, POLLIN, 0};
+        while (poll(&pfd, 1, -1) < 0 && errno == EINTR) {}
+        close(req->pidfd);
+    } else if (req->pidfd >= 0) {
         siginfo_t info;
         while (waitid((idtype_t)PIDPROC_P_PIDFD, (id_t)req->pidfd, &info, WEXITED) < 0 && errno == EINTR) {}
         close(req->pidfd);

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import _stdlib
@@ -34,9 +35,13 @@ class Spawned:
     backend: str
 
 
-def spawn_c(a: ChildArgs, paths: list[SpawnPath]) -> Spawned | None:
+def spawn_c(
+    a: ChildArgs, paths: list[SpawnPath], shape: Callable[[SpawnRequest], None] | None = None
+) -> Spawned | None:
     """Spawn through the C paths at the head of ``paths``; None: the stdlib
-    spawns.  Raises what the stdlib would raise for the request."""
+    spawns.  Raises what the stdlib would raise for the request.  ``shape``
+    fills what the request needs beyond the stdlib's arguments (the
+    lifecycle options, ``_lifecycle.Lifecycle.apply``)."""
     args, executable = normalize_args(a.args, a.executable, a.shell)
     sys.audit("subprocess.Popen", executable, args, a.cwd, a.env)
     like_posix_spawn: bool | None = None  # decided only where it matters
@@ -60,6 +65,8 @@ def spawn_c(a: ChildArgs, paths: list[SpawnPath]) -> Spawned | None:
             a.umask, posix_spawn_checked=like_posix_spawn,
         )  # fmt: skip
     request = SpawnRequest(spec)
+    if shape is not None:
+        shape(request)
     try:
         for path in paths:
             if path.c_function is None:
@@ -68,7 +75,11 @@ def spawn_c(a: ChildArgs, paths: list[SpawnPath]) -> Spawned | None:
             if spawned is not None:
                 return spawned
         return None
-    except TransientSpawnError:
+    except TransientSpawnError as e:
+        if paths[-1].c_function is not None:
+            # No stdlib spawn after the C paths (the request needs what only
+            # they can do): the failure is the answer, as the stdlib's would be.
+            raise OSError(e.errno, e.strerror) from None
         return None
     except OSError as e:
         if like_posix_spawn is None:

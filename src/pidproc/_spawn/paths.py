@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .. import _stdlib
 from .._native import ffi, lib
 
 # What a request may need that not every path can express (``needs``).
@@ -27,6 +28,13 @@ STDIO_REMAP = "stdio_remap"  # a child's stdin/out/err taken from fds 0-2 out of
 ODD_PASS_FDS = "odd_pass_fds"  # pass_fds not a plain collection of small ints
 
 ALL_NEEDS = frozenset({PREEXEC_FN, CREDENTIALS, UMASK, STDIO_REMAP, ODD_PASS_FDS})
+
+# What the lifecycle options may need (``_lifecycle``).
+HELD_BY_PIDFD = "held_by_pidfd"  # its process group signalled through its pidfd
+NEW_PROCESS_GROUP = "new_process_group"  # process_group=0 (3.10's stdlib spawn has none)
+C_CHILD_SETUP = "c_child_setup"  # a prctl in pidproc's own child before exec
+CLONE3_FLAGS = "clone3_flags"  # CLONE_INTO_CGROUP and Linux 7.1's flags: clone3 alone
+_NO_GROUP = frozenset() if _stdlib.TAKES_PROCESS_GROUP else frozenset({NEW_PROCESS_GROUP})
 
 Unusable = tuple[int, str]
 """Why a path cannot work here: an errno value (ENOSYS: not in this kernel
@@ -96,7 +104,7 @@ def _clone3_check() -> Unusable | None:
 PATHS: tuple[SpawnPath, ...] = (
     SpawnPath(
         "pidfd_spawn", "_USE_PIDFD_SPAWN", lib.pidproc_spawn_pidfd_spawn,
-        cannot=ALL_NEEDS, static_check=_pidfd_spawn_check,
+        cannot=ALL_NEEDS | {C_CHILD_SETUP, CLONE3_FLAGS}, static_check=_pidfd_spawn_check,
         # glibc clones with clone3 and falls back to clone only on ENOSYS/EINVAL.
         replays_child_failures=True, clones_with="clone3",
     ),
@@ -106,13 +114,19 @@ PATHS: tuple[SpawnPath, ...] = (
     ),
     SpawnPath(
         "clone", "_USE_CLONE", lib.pidproc_spawn_clone,
-        cannot=frozenset({PREEXEC_FN}), probe_by_spawning=True,
+        cannot=frozenset({PREEXEC_FN, CLONE3_FLAGS}), probe_by_spawning=True,
     ),
     # The stdlib's own spawn (vfork, posix_spawn, or fork for preexec_fn),
     # then pidfd_open while the child is unreaped.
-    SpawnPath("fork", "_USE_FORK", None, cannot=frozenset(), pidfd_at_birth=False),
+    SpawnPath(
+        "fork", "_USE_FORK", None, cannot=_NO_GROUP | {C_CHILD_SETUP, CLONE3_FLAGS},
+        pidfd_at_birth=False,
+    ),
     # The stdlib as it is: the child held by its PID.  Always usable.
-    SpawnPath("pid", "", None, cannot=frozenset(), pidfd_at_birth=False),
+    SpawnPath(
+        "pid", "", None, cannot=_NO_GROUP | {HELD_BY_PIDFD, C_CHILD_SETUP, CLONE3_FLAGS},
+        pidfd_at_birth=False,
+    ),
 )  # fmt: skip
 
 BY_NAME = {p.name: p for p in PATHS}

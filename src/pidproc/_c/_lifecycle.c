@@ -1,0 +1,212 @@
+/* Lifecycle helpers (_lifecycle.py): the keeper thread, waitid with rusage,
+ * and the small facts the choice of mechanism needs.
+ *
+ * Everything here runs in the parent, never in a child: ordinary C, no
+ * async-signal-safety contract.  Functions return their result or -errno.
+ *
+ * THE KEEPER THREAD.  PR_SET_PDEATHSIG fires when the *thread* that created
+ * the child exits, not the process: a child spawned from a worker thread
+ * would be killed when that worker ends.  So a die_with_parent child that
+ * relies on the parent-death signal is cloned by one thread that never
+ * exits, started on first use: the Python thread hands it the request and
+ * sleeps until the spawn returns (a mutex and two condition variables; the
+ * handover measured at no cost beyond noise against a spawn, see bench/).
+ * Only process death (exit, a fatal signal, SIGKILL included) or an execve
+ * of the process ends it, and then the signal is what we want.  Spawns
+ * through it are serialised: the clone3/clone parent is suspended until the
+ * child execs anyway, so one keeper can clone as fast as one thread can.
+ *
+ * The child must start the program with the signal mask of the thread that
+ * asked, not the keeper's (which blocks everything): the caller's mask
+ * travels with the job.
+ *
+ * fork(): the keeper does not exist in a forked child, and a job in flight
+ * belonged to a thread that is gone too.  The atfork handler resets the
+ * state (the synchronisation objects are re-initialised, the standard
+ * remedy for a lock a vanished thread may have held) and the next spawn in
+ * the child starts a keeper of its own.
+ */
+#include "_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* ---- the keeper thread ---------------------------------------------------- */
+
+struct keeper_job {
+    pidproc_spawn_fn fn;
+    struct pidproc_spawn *req;
+    sigset_t mask;   /* the calling thread's: the child starts with it */
+    int rc;
+    int done;
+};
+
+static pthread_mutex_t k_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t k_turn = PTHREAD_MUTEX_INITIALIZER;   /* one job at a time */
+static pthread_cond_t k_posted = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t k_done = PTHREAD_COND_INITIALIZER;
+static struct keeper_job *k_job;
+static int k_running;
+
+static void *keeper_main(void *unused)
+{
+    (void)unused;
+    pthread_mutex_lock(&k_lock);
+    for (;;) {
+        while (!k_job)
+            pthread_cond_wait(&k_posted, &k_lock);
+        struct keeper_job *job = k_job;
+        k_job = NULL;
+        pthread_mutex_unlock(&k_lock);
+        int rc = job->fn(job->req, &job->mask);
+        pthread_mutex_lock(&k_lock);
+        job->rc = rc;
+        job->done = 1;
+        pthread_cond_broadcast(&k_done);
+    }
+    return NULL;
+}
+
+/* Called with k_turn held.  0, or an errno with no keeper. */
+static int keeper_start(void)
+{
+    if (k_running)
+        return 0;
+    pthread_attr_t attr;
+    sigset_t all, old;
+    int rc = pthread_attr_init(&attr);
+    if (rc)
+        return rc;
+    /* Small: the keeper only calls the spawn functions (the child runs on
+     * a pool stack of its own, _stack.c). */
+    (void)pthread_attr_setstacksize(&attr, 256 * 1024);
+    (void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    /* Every signal blocked in the keeper: no handler ever runs on it. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    pthread_t t;
+    rc = pthread_create(&t, &attr, keeper_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (rc == 0)
+        k_running = 1;
+    return rc;
+}
+
+int pidproc_keeper_call(pidproc_spawn_fn fn, struct pidproc_spawn *req)
+{
+    struct keeper_job job;
+    job.fn = fn;
+    job.req = req;
+    job.rc = 0;
+    job.done = 0;
+    pthread_sigmask(SIG_BLOCK, NULL, &job.mask);
+
+    pthread_mutex_lock(&k_turn);
+    int rc = keeper_start();
+    if (rc != 0) {
+        pthread_mutex_unlock(&k_turn);
+        req->pidfd = -1;
+        req->pid = 0;
+        return rc;   /* EAGAIN/ENOMEM: nothing created, transient */
+    }
+    pthread_mutex_lock(&k_lock);
+    k_job = &job;
+    pthread_cond_signal(&k_posted);
+    while (!job.done)
+        pthread_cond_wait(&k_done, &k_lock);
+    pthread_mutex_unlock(&k_lock);
+    pthread_mutex_unlock(&k_turn);
+    return job.rc;
+}
+
+int pidproc_keeper_running(void) { return k_running; }
+
+static void keeper_after_fork_in_child(void)
+{
+    static const pthread_mutex_t fresh_mutex = PTHREAD_MUTEX_INITIALIZER;
+    static const pthread_cond_t fresh_cond = PTHREAD_COND_INITIALIZER;
+    memcpy(&k_lock, &fresh_mutex, sizeof k_lock);
+    memcpy(&k_turn, &fresh_mutex, sizeof k_turn);
+    memcpy(&k_posted, &fresh_cond, sizeof k_posted);
+    memcpy(&k_done, &fresh_cond, sizeof k_done);
+    k_job = NULL;
+    k_running = 0;
+}
+
+__attribute__((constructor)) static void keeper_init(void)
+{
+    (void)pthread_atfork(NULL, NULL, keeper_after_fork_in_child);
+}
+
+/* ---- waitid with rusage --------------------------------------------------- */
+
+/* The kernel's struct rusage (include/uapi/linux/resource.h): what the
+ * syscall writes, whatever glibc's time_t is. */
+struct kernel_rusage {
+    long utime_sec, utime_usec, stime_sec, stime_usec;
+    long rest[14];
+};
+
+int pidproc_waitid_rusage(int pidfd, int options, struct pidproc_waited *out)
+{
+    siginfo_t info;
+    struct kernel_rusage ru;
+    memset(&info, 0, sizeof info);   /* WNOHANG with nothing to report leaves it as is */
+    memset(&ru, 0, sizeof ru);
+    if (syscall(SYS_waitid, PIDPROC_P_PIDFD, pidfd, &info, options, &ru) < 0)
+        return -errno;
+    out->pid = info.si_pid;
+    out->code = info.si_code;
+    out->status = info.si_status;
+    out->ru[0] = ru.utime_sec;
+    out->ru[1] = ru.utime_usec;
+    out->ru[2] = ru.stime_sec;
+    out->ru[3] = ru.stime_usec;
+    for (int i = 0; i < 14; i++)
+        out->ru[4 + i] = ru.rest[i];
+    return 0;
+}
+
+/* ---- facts ------------------------------------------------------------------ */
+
+struct cap_header {
+    uint32_t version;
+    int pid;
+};
+struct cap_data {
+    uint32_t effective, permitted, inheritable;
+};
+#define CAP_VERSION_3 0x20080522
+
+int pidproc_has_capability(int cap)
+{
+    struct cap_header h = {CAP_VERSION_3, 0};
+    struct cap_data d[2];
+    memset(d, 0, sizeof d);
+    if (cap < 0 || cap >= 64)
+        return -EINVAL;
+    if (syscall(SYS_capget, &h, d) < 0)
+        return -errno;
+    return (d[cap / 32].effective >> (cap % 32)) & 1;
+}
+
+int pidproc_lowest_free_fd(void)
+{
+    int fd = open("/", O_PATH | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    close(fd);
+    return fd;
+}
+
+int pidproc_set_no_new_privs(void)
+{
+    return prctl(PR_SET_NO_NEW_PRIVS, 1L, 0L, 0L, 0L) < 0 ? -errno : 0;
+}

@@ -1,0 +1,360 @@
+"""A cgroup2 directory per ``kill_tree`` child: where, and what it can do.
+
+Where.  The cgroup2 hierarchy is found through ``/proc/self/mountinfo``
+(it may be mounted at ``/sys/fs/cgroup``, ``/sys/fs/cgroup/unified`` or
+anywhere else) and this process's own cgroup through ``/proc/self/cgroup``.
+pidproc creates ``pidproc-<pid>`` below its own cgroup and one numbered
+cgroup per child inside it.  That needs write access to our own cgroup
+directory: root, or a delegated subtree (systemd's ``Delegate=yes``, a user
+service manager's slice).  Elsewhere :func:`place` answers None with the
+reason, and kill_tree uses a process group instead (``_lifecycle``).
+
+What.  The child enters its cgroup at birth (``CLONE_INTO_CGROUP``, Linux
+5.7), so every descendant, even one that called ``setsid()`` or daemonised,
+is in it.  :meth:`Tree.kill` writes ``cgroup.kill`` (5.14: the kernel kills
+every member, forks in progress included); other signals go to each member
+in turn (``cgroup.procs``), each through a pidfd whose process is checked to
+still be a member, read again until a pass finds no one new.
+
+Lifetime.  A cgroup is given back once its child has been reaped and it is
+empty (``cgroup.events``: ``populated 0``): kept in a small pool for the next
+child (a ``mkdir`` + ``rmdir`` costs ~50 us, a tenth of a spawn), or removed
+beyond it.  Never pooled once ``cgroup.kill`` was written to it: measured on
+Linux 6.18, a child born later into such a cgroup (``CLONE_INTO_CGROUP``) is
+killed at once (one moved in through ``cgroup.procs`` is not), so a killed
+cgroup is removed and the next child gets a new one.  One whose descendants
+outlive the child stays, and can still be signalled through the Popen,
+until it is empty; it is removed when its Popen is collected, at a later
+kill_tree spawn, or at the latest at interpreter exit.  Directories left by
+a process that was killed are removed the next time a process in the same
+cgroup creates its own (``pidproc-<pid>`` of a pid that no longer exists,
+when empty).  A forked child never removes its parent's cgroups.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import errno
+import itertools
+import os
+import signal
+import threading
+
+_MOUNTINFO = "/proc/self/mountinfo"
+_SELF_CGROUP = "/proc/self/cgroup"
+_POOL_MAX = 8
+# A tree whose members keep forking: stop after this many passes over
+# cgroup.procs (each pass signals everyone it finds).
+_MAX_PASSES = 64
+# Knob: False makes Tree.kill signal each member instead of writing
+# cgroup.kill, as on kernels before 5.14 (tests run that path here).
+_USE_CGROUP_KILL = True
+
+
+def _unescape(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as \\ooo."""
+    if "\\" not in field:
+        return field
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def own_cgroup() -> tuple[str, str] | None:
+    """(directory of this process's cgroup2, its path in the hierarchy), or
+    None where there is no cgroup2 hierarchy or it is not mounted here."""
+    try:
+        with open(_SELF_CGROUP) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    path = next((line[3:] for line in lines if line.startswith("0::")), None)
+    if path is None or not path.startswith("/"):
+        return None  # cgroup v1 only, or an unreachable cgroup ("(unreachable)")
+    try:
+        with open(_MOUNTINFO) as f:
+            mounts = f.read().splitlines()
+    except OSError:
+        return None
+    for line in mounts:
+        left, sep, right = line.partition(" - ")
+        if not sep or right.split(" ", 1)[0] != "cgroup2":
+            continue
+        fields = left.split(" ")
+        root, mountpoint = _unescape(fields[3]), _unescape(fields[4])
+        if root == "/":
+            return os.path.join(mountpoint, path.lstrip("/")).rstrip("/") or "/", path
+        if path == root or path.startswith(root.rstrip("/") + "/"):
+            rest = path[len(root) :].lstrip("/")
+            return os.path.join(mountpoint, rest).rstrip("/"), path
+    return None
+
+
+class _Place:
+    """``pidproc-<pid>`` below our own cgroup, the pool, the leftovers."""
+
+    def __init__(self, directory: str, hierarchy_path: str, pid: int) -> None:
+        self.pid = pid
+        self.base = os.path.join(directory, f"pidproc-{pid}")
+        self.hierarchy_base = f"{hierarchy_path.rstrip('/')}/pidproc-{pid}"
+        self.numbers = itertools.count()
+        self.pool: list[str] = []
+        self.leftovers: set[str] = set()
+        self.lock = threading.Lock()
+
+
+_place: _Place | None = None
+_place_lock = threading.Lock()
+_why_not: str | None = None
+
+
+def place() -> _Place | None:
+    """Where this process's per-child cgroups go, created on first use; None
+    (see :func:`why_not`) where no writable cgroup2 directory exists."""
+    global _place, _why_not
+    current = _place
+    if current is not None and current.pid == os.getpid():
+        return current
+    with _place_lock:
+        pid = os.getpid()
+        if _place is not None and _place.pid == pid:
+            return _place
+        _place = None  # a forked child: its parent's place is not its own
+        found = own_cgroup()
+        if found is None:
+            _why_not = "no cgroup2 hierarchy mounted here (see /proc/self/mountinfo)"
+            return None
+        directory, hierarchy_path = found
+        _sweep_dead(directory)
+        candidate = _Place(directory, hierarchy_path, pid)
+        try:
+            os.mkdir(candidate.base, 0o755)
+        except FileExistsError:
+            pass  # ours from an earlier process with our pid, now dead: reuse it
+        except OSError as e:
+            _why_not = f"cannot create a cgroup in {directory}: {os.strerror(e.errno or 0)}"
+            return None
+        _place = candidate
+        _why_not = None
+        return _place
+
+
+def why_not() -> str | None:
+    return _why_not
+
+
+def _sweep_dead(directory: str) -> None:
+    """Remove the empty ``pidproc-<pid>`` trees of processes that are gone."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith("pidproc-") or not name[8:].isdigit():
+            continue
+        pid = int(name[8:])
+        if pid == os.getpid() or _alive(pid):
+            continue
+        base = os.path.join(directory, name)
+        with contextlib.suppress(OSError):
+            for child in os.listdir(base):
+                if child.isdigit():
+                    with contextlib.suppress(OSError):
+                        os.rmdir(os.path.join(base, child))
+            os.rmdir(base)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # EPERM: someone's, alive
+    return True
+
+
+_GONE, _EMPTY, _POPULATED = "gone", "empty", "populated"
+
+
+def _state(path: str) -> str:
+    """cgroup.events says whether any live process is in the cgroup (read
+    at every reap: plain os calls, no file object)."""
+    try:
+        fd = os.open(path + "/cgroup.events", os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return _GONE
+    try:
+        events = os.read(fd, 256)
+    finally:
+        os.close(fd)
+    return _EMPTY if b"populated 0" in events else _POPULATED
+
+
+class Tree:
+    """One child's cgroup.  Safe to signal from any thread."""
+
+    __slots__ = (
+        "path", "hierarchy_path", "_place", "_owner", "_released", "_killed", "__weakref__",
+    )  # fmt: skip
+
+    def __init__(self, where: _Place, path: str) -> None:
+        self._place = where
+        self.path = path
+        self.hierarchy_path = f"{where.hierarchy_base}/{os.path.basename(path)}"
+        self._owner = where.pid
+        self._released = False
+        self._killed = False  # cgroup.kill written: never reused (module docstring)
+
+    def open_dir(self) -> int:
+        """An fd of the directory, for clone3's cgroup field (close it after)."""
+        return os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    # ---- signals ---------------------------------------------------------
+
+    def kill(self) -> None:
+        if self._released:
+            return  # emptied and given back: another child's now, or gone
+        if _USE_CGROUP_KILL:
+            try:
+                with open(os.path.join(self.path, "cgroup.kill"), "w") as f:
+                    self._killed = True
+                    f.write("1")
+                return
+            except FileNotFoundError:
+                if not os.path.isdir(self.path):
+                    return  # removed: nothing left to kill
+                # No cgroup.kill (before 5.14): one member at a time.
+        self.signal(signal.SIGKILL, skip_pid=None)
+
+    def signal(self, sig: int, skip_pid: int | None) -> None:
+        """Send sig to every member but skip_pid (the child itself, while
+        unreaped: Popen signals it through its own pidfd)."""
+        if self._released:
+            return
+        done: set[int] = set()
+        for _ in range(_MAX_PASSES):
+            fresh = [pid for pid in self._members() if pid not in done and pid != skip_pid]
+            if not fresh:
+                return
+            for pid in fresh:
+                done.add(pid)
+                self._signal_member(pid, sig)
+
+    def _members(self) -> list[int]:
+        try:
+            with open(os.path.join(self.path, "cgroup.procs")) as f:
+                return [int(line) for line in f.read().split()]
+        except FileNotFoundError:
+            return []
+
+    def _signal_member(self, pid: int, sig: int) -> None:
+        """Through a pidfd, and only if the process it names is in this
+        cgroup: the pidfd is opened first, the membership read next, and the
+        signal sent through the pidfd last, which fails if its process was
+        reaped meanwhile; so a member that exited and whose PID went to
+        someone outside the tree is never signalled."""
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            return  # gone, or no pidfd: it exited between the listing and here
+        try:
+            try:
+                with open(f"/proc/{pid}/cgroup") as f:
+                    here = any(
+                        line == "0::" + self.hierarchy_path for line in f.read().splitlines()
+                    )
+            except OSError:
+                return
+            if here:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    signal.pidfd_send_signal(fd, sig)
+        finally:
+            os.close(fd)
+
+    # ---- the end ---------------------------------------------------------
+
+    def release(self) -> bool:
+        """Give the cgroup back if it is empty (after the child's reap).
+        True once given back or not ours; False while members remain."""
+        if self._released:
+            return True
+        where = self._place
+        if self._owner != os.getpid():
+            self._released = True  # a forked child's copy: the parent's to remove
+            return True
+        state = _state(self.path)
+        if state == _POPULATED:
+            with where.lock:
+                where.leftovers.add(self.path)
+            return False
+        self._released = True
+        if state == _GONE:
+            return True
+        with where.lock:
+            where.leftovers.discard(self.path)
+            if len(where.pool) < _POOL_MAX and where is _place and not self._killed:
+                where.pool.append(self.path)
+                return True
+        with contextlib.suppress(OSError):
+            os.rmdir(self.path)
+        return True
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.release()
+
+
+def new_tree() -> Tree:
+    """An empty cgroup for one child (from the pool, or a new one); raises
+    OSError where :func:`place` cannot make one."""
+    where = place()
+    if where is None:
+        raise OSError(errno.EOPNOTSUPP, f"kill_tree cannot use a cgroup here: {_why_not}")
+    with where.lock:
+        if where.leftovers:
+            _remove_empty_leftovers(where)
+        if where.pool:
+            # Found empty when given back; only a privileged process moving
+            # one in could have changed that, and nothing of ours would.
+            return Tree(where, where.pool.pop())
+        path = os.path.join(where.base, str(next(where.numbers)))
+    try:
+        os.mkdir(path, 0o755)
+    except FileExistsError:
+        pass  # left by an earlier process with our pid
+    return Tree(where, path)
+
+
+def _remove_empty_leftovers(where: _Place, most: int = 4) -> None:
+    """A few cgroups whose trees outlived their child: remove the emptied
+    ones (a Tree still held treats a removed cgroup as empty and released)."""
+    for path in list(where.leftovers)[:most]:
+        if _state(path) != _POPULATED:
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+            where.leftovers.discard(path)
+
+
+def _cleanup_at_exit() -> None:
+    where = _place
+    if where is None or where.pid != os.getpid():
+        return
+    with where.lock:
+        paths = [*where.pool, *where.leftovers]
+        where.pool.clear()
+    for path in paths:
+        with contextlib.suppress(OSError):
+            os.rmdir(path)
+    with contextlib.suppress(OSError):
+        os.rmdir(where.base)  # fails while a cgroup in it still has members
+
+
+atexit.register(_cleanup_at_exit)

@@ -1,0 +1,856 @@
+"""die_with_parent, kill_tree, no_new_privs and Popen.rusage, on real processes.
+
+Each option is tried on every spawn path (the ``backend`` fixture), with the
+stdlib's behaviour beside it where the stdlib has one (it leaves orphans and
+trees behind).  Which mechanism a Popen reports is checked against what this
+kernel and these privileges allow, probed here independently of pidproc:
+clone3's 7.1 flags by a raw clone3, the cgroup2 directory by
+/proc/self/mountinfo, CAP_SYS_ADMIN by /proc/self/status.  The 7.1 branches
+(CLONE_PIDFD_AUTOKILL, CLONE_AUTOREAP, CLONE_NNP) run for real under
+``nox -s kernels`` (7.2); here they skip, naming the kernel they need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import errno
+import gc
+import json
+import os
+import random
+import resource
+import select
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import pidproc
+import pidproc.asyncio as aio
+from pidproc import _cgroup, _lifecycle, _stdlib
+from pidproc._native import lib
+from pidproc._spawn.request import ChildSpec, SpawnRequest
+
+from ._support import seccomp
+from ._support.core import needs_core
+from ._support.programs import program
+from .conftest import PY, USABLE
+
+SRC = str(Path(pidproc.__file__).resolve().parent.parent)
+MiB = 1 << 20
+
+# ---- what this machine allows, probed without pidproc -----------------------
+
+
+def _clone3_takes(flags: int) -> bool:
+    out = subprocess.run(
+        [PY, program("lifecycle_options_clone3_probe"), str(flags)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    return out.stdout.strip() == "0"
+
+
+# AUTOREAP | NNP | PIDFD_AUTOKILL (exit_signal 0), as Linux 7.1 takes them.
+KERNEL_71 = "clone3" in USABLE and _clone3_takes((1 << 34) | (1 << 35) | (1 << 36))
+needs_71 = pytest.mark.skipif(
+    not KERNEL_71, reason="clone3 has no CLONE_PIDFD_AUTOKILL (Linux 7.1+)"
+)
+
+
+def _cap_sys_admin() -> bool:
+    with open("/proc/self/status") as f:
+        caps = next(line for line in f if line.startswith("CapEff:"))
+    return bool(int(caps.split()[1], 16) >> 21 & 1)
+
+
+PRIVILEGED = _cap_sys_admin()
+
+
+def _writable_cgroup2() -> bool:
+    """Our own cgroup2 directory exists and we may create cgroups in it."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            path = next((ln[3:].strip() for ln in f if ln.startswith("0::")), None)
+        with open("/proc/self/mountinfo") as f:
+            mounts = [ln.split(" - ") for ln in f]
+    except OSError:
+        return False
+    for left, right in (m for m in mounts if len(m) == 2):
+        if right.split()[0] == "cgroup2" and path is not None and left.split()[3] == "/":
+            return os.access(os.path.join(left.split()[4], path.lstrip("/")), os.W_OK)
+    return False
+
+
+CGROUP_OK = "clone3" in USABLE and _writable_cgroup2()
+
+
+def _group_signal() -> bool:
+    fd = os.pidfd_open(os.getpid())
+    try:
+        signal.pidfd_send_signal(fd, 0, None, 4)  # PIDFD_SIGNAL_PROCESS_GROUP, 6.9
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def _no_new_privs_here() -> bool:
+    with open("/proc/self/status") as f:
+        return next(ln for ln in f if ln.startswith("NoNewPrivs:")).split()[1] == "1"
+
+
+# ---- helpers ----------------------------------------------------------------
+
+
+def marker() -> str:
+    """A sleep duration no other process uses: the processes of one test are
+    found by it in /proc."""
+    return f"{300 + random.random() * 100:.6f}"
+
+
+def sleepers(mark: str) -> list[int]:
+    """Live processes running ``sleep <mark>`` (a zombie's cmdline is empty)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().split(b"\0")
+        except OSError:
+            continue
+        if len(cmd) >= 2 and cmd[0].endswith(b"sleep") and cmd[1] == mark.encode():
+            out.append(int(entry))
+    return out
+
+
+def wait_sleepers(mark: str, n: int, seconds: float = 30.0) -> list[int]:
+    """Until n processes run ``sleep <mark>`` (a job forked but not yet
+    exec'd still shows the shell's command line)."""
+    deadline = time.monotonic() + seconds
+    while len(found := sleepers(mark)) < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return found
+
+
+def gone_soon(mark: str, seconds: float = 2.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while sleepers(mark):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def kill_sleepers(mark: str) -> None:
+    """Cleanup of what the stdlib left: through a pidfd, checked to be ours."""
+    for pid in sleepers(mark):
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            continue
+        try:
+            if pid in sleepers(mark):
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def cleanup(mark: str) -> Iterator[str]:
+    try:
+        yield mark
+    finally:
+        kill_sleepers(mark)
+
+
+def alive_for(fd: int, seconds: float) -> bool:
+    """The pidfd's process did not exit within ``seconds``."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return not poller.poll(int(seconds * 1000))
+
+
+def env_for(backend: str | None) -> dict[str, str]:
+    env = dict(os.environ, PYTHONPATH=SRC)
+    env.pop("PIDPROC_BACKEND", None)
+    if backend is not None:
+        env["PIDPROC_BACKEND"] = backend
+    return env
+
+
+def die_path(backend: str) -> str:
+    """The path a die_with_parent/no_new_privs child takes when ``backend``
+    is forced: pidfd_spawn cannot set either, the next path can."""
+    return "clone3" if backend in ("pidfd_spawn", "clone3") and "clone3" in USABLE else "clone"
+
+
+def expected_die(backend: str, *, nnp: bool = False, privileged: bool = PRIVILEGED) -> str:
+    if die_path(backend) == "clone3" and KERNEL_71 and (privileged or nnp):
+        return "autokill"
+    return "pdeathsig"
+
+
+@pytest.fixture
+def own_group_paths(backend: str) -> str:
+    if backend in ("pid",):
+        pytest.skip("covered by test_paths_that_cannot_raise")
+    return backend
+
+
+# ---- die_with_parent ---------------------------------------------------------
+
+
+def start_parent(
+    opts: dict[str, Any], how: str, mark: str, backend: str | None, module: str = "pidproc"
+) -> tuple[subprocess.Popen[str], dict[str, Any], int]:
+    """tests/programs/lifecycle_options_parent.py, its child's info and a
+    pidfd of that child."""
+    parent = subprocess.Popen(
+        [PY, program("lifecycle_options_parent"), json.dumps(opts), how, mark, module],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env_for(backend),
+        start_new_session=True,  # with "fork", its copy is killed with it
+    )
+    assert parent.stdout is not None
+    line = parent.stdout.readline()
+    assert line, f"the parent died: {parent.wait()}"
+    info = json.loads(line)
+    return parent, info, os.pidfd_open(info["pid"])
+
+
+@pytest.mark.parametrize("how", ["main", "thread"])
+def test_parent_sigkilled_child_dies_within_a_second(backend: str, how: str) -> None:
+    if backend in ("fork", "pid"):
+        pytest.skip("covered by test_paths_that_cannot_raise")
+    with cleanup(marker()) as mark:
+        parent, info, fd = start_parent({"die_with_parent": True}, how, mark, backend)
+        try:
+            assert info["backend"] == die_path(backend)
+            assert info["die"] == expected_die(backend)
+            # Not before: the thread that spawned it has ended already.
+            assert alive_for(fd, 0.3)
+            parent.kill()
+            parent.wait()
+            assert not alive_for(fd, 1.0), "the child outlived its SIGKILLed parent"
+        finally:
+            os.close(fd)
+
+
+def test_parent_execs_child_dies(pidfd_backend: str) -> None:
+    # An exec ends every other thread (the keeper) and closes the
+    # close-on-exec pidfds: the program the parent was is gone.
+    if pidfd_backend == "fork":
+        pytest.skip("covered by test_paths_that_cannot_raise")
+    with cleanup(marker()) as mark:
+        parent, info, fd = start_parent({"die_with_parent": True}, "exec", mark, pidfd_backend)
+        try:
+            assert info["die"] == expected_die(pidfd_backend)
+            assert not alive_for(fd, 1.0), "the child outlived its parent's exec"
+            assert parent.poll() is None  # the parent itself runs on, as sleep
+        finally:
+            os.close(fd)
+            parent.kill()
+            parent.wait()
+
+
+def test_without_it_the_child_survives_its_parent() -> None:
+    # What the stdlib does too: the orphan runs on.
+    for module in ("pidproc", "subprocess"):
+        with cleanup(marker()) as mark:
+            parent, _, fd = start_parent({}, "main", mark, None, module)
+            try:
+                parent.kill()
+                parent.wait()
+                assert alive_for(fd, 1.0), module
+            finally:
+                os.close(fd)
+
+
+def _prctl_pdeathsig() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
+def test_spawning_thread_ending_does_not_count(pidfd_backend: str) -> None:
+    if pidfd_backend == "fork":
+        pytest.skip("covered by test_paths_that_cannot_raise")
+    box: list[pidproc.Popen] = []
+    t = threading.Thread(
+        target=lambda: box.append(pidproc.Popen(["sleep", "30"], die_with_parent=True))
+    )
+    t.start()
+    t.join()
+    p = box[0]
+    try:
+        assert p.die_with_parent == expected_die(pidfd_backend)
+        time.sleep(0.3)
+        assert p.poll() is None, "killed when the thread that spawned it ended"
+    finally:
+        p.kill()
+        p.wait()
+    assert p.returncode == -signal.SIGKILL
+
+
+def test_the_usual_pdeathsig_dies_with_its_thread() -> None:
+    # The stdlib's recipe, preexec_fn=prctl(PR_SET_PDEATHSIG): it forks, and
+    # the signal fires when the *thread* that spawned ends.
+    box: list[subprocess.Popen[bytes]] = []
+    t = threading.Thread(
+        target=lambda: box.append(subprocess.Popen(["sleep", "30"], preexec_fn=_prctl_pdeathsig))
+    )
+    t.start()
+    t.join()
+    assert box[0].wait(timeout=10) == -signal.SIGKILL
+
+
+def test_pdeathsig_child_gets_the_callers_signal_mask() -> None:
+    # The keeper thread blocks every signal; the child must start with the
+    # mask of the thread that asked, as the stdlib's children do.
+    code = "print(next(l for l in open('/proc/self/status') if l.startswith('SigBlk')).split()[1])"
+    if "clone" not in USABLE:
+        pytest.skip("no clone path here")
+    with pidproc.use_backend("clone"):  # never autokill: the keeper thread clones
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+        try:
+            p = pidproc.Popen([PY, "-c", code], stdout=subprocess.PIPE, die_with_parent=True)
+            blocked = int(p.communicate()[0], 16)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        assert p.die_with_parent == "pdeathsig"
+        assert blocked & (1 << (signal.SIGUSR1 - 1))
+        p = pidproc.Popen([PY, "-c", code], stdout=subprocess.PIPE, die_with_parent=True)
+        assert not int(p.communicate()[0], 16) & (1 << (signal.SIGUSR1 - 1))
+
+
+def test_parent_gone_during_the_spawn_child_kills_itself() -> None:
+    # The getppid() check: a request naming another parent stands for one
+    # that died between clone and prctl; the child must not run the program.
+    if "clone3" not in USABLE and "clone" not in USABLE:
+        pytest.skip("no clone3 or clone path here")
+    spec = ChildSpec(
+        argv=[b"true"], exec_paths=[b"/bin/true"], envp=None, cwd=None, stdin_fd=-1,
+        stdout_fd=-1, stderr_fd=-1, keep_fds=(), close_fds=False, restore_signals=False,
+        new_session=False, pgid=-1, umask=-1, uid=None, gid=None, groups=None,
+    )  # fmt: skip
+    for parent_pid, code in ((os.getpid(), 0), (1, -signal.SIGKILL)):
+        request = SpawnRequest(spec)
+        r = request.struct
+        r.pdeathsig, r.parent_pid, r.via_keeper = signal.SIGKILL, parent_pid, 1
+        fn = lib.pidproc_spawn_clone3 if "clone3" in USABLE else lib.pidproc_spawn_clone
+        assert fn(r) == 0 and r.err_step == 0
+        try:
+            result = os.waitid(os.P_PIDFD, r.pidfd, os.WEXITED)
+        finally:
+            os.close(r.pidfd)
+        assert result is not None
+        got = result.si_status if result.si_code == os.CLD_EXITED else -result.si_status
+        assert got == code, parent_pid
+    assert lib.pidproc_keeper_running() == 1
+
+
+@needs_core
+def test_keeper_after_fork() -> None:
+    # A forked child has no keeper thread (only the forking thread survives
+    # fork): its first die_with_parent spawn starts one of its own.
+    out = subprocess.run(
+        [PY, program("lifecycle_options_keeper_fork")],
+        capture_output=True, text=True, env=env_for(None),
+    )  # fmt: skip
+    assert out.stdout.strip() == "3", out.stderr
+
+
+# ---- kill_tree -------------------------------------------------------------------
+
+TREE_MODES = ["cgroup", "process_group", "killpg"]
+
+
+@pytest.fixture(params=TREE_MODES)
+def tree_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    mode: str = request.param
+    if mode == "cgroup" and not CGROUP_OK:
+        pytest.skip("no writable cgroup2 directory here (root, or a delegated slice)")
+    if mode != "cgroup":
+        monkeypatch.setattr(_lifecycle, "_USE_CGROUP", False)
+    if mode == "killpg":
+        monkeypatch.setattr(_lifecycle, "_USE_PIDFD_GROUP_SIGNAL", False)
+    return mode
+
+
+def expected_tree(backend: str, mode: str) -> str:
+    if mode == "cgroup" and backend in ("pidfd_spawn", "clone3"):
+        return "cgroup"
+    return "process_group"
+
+
+def expected_tree_path(backend: str, mode: str) -> str:
+    if expected_tree(backend, mode) == "cgroup":
+        return "clone3"
+    if backend == "fork" and not _stdlib.TAKES_PROCESS_GROUP:
+        return "never"  # 3.10's stdlib spawn cannot start a process group
+    return backend
+
+
+SHELL_JOBS = "sleep {m} & sleep {m} & echo started; wait"
+
+
+def test_run_timeout_leaves_nothing_the_stdlib_leaves_the_jobs(
+    own_group_paths: str, tree_mode: str
+) -> None:
+    backend = own_group_paths
+    if expected_tree_path(backend, tree_mode) == "never":
+        with pytest.raises(pidproc.BackendUnavailable):
+            pidproc.run(["sh", "-c", "true"], kill_tree=True)
+        return
+    with cleanup(marker()) as mark:
+        t0 = time.monotonic()
+        with pytest.raises(subprocess.TimeoutExpired) as caught:
+            pidproc.run(
+                ["sh", "-c", SHELL_JOBS.format(m=mark)],
+                timeout=3, capture_output=True, kill_tree=True,
+            )  # fmt: skip
+        assert caught.value.stdout == b"started\n"  # the jobs ran before the timeout
+        assert time.monotonic() - t0 < 30  # no pipe kept communicate() waiting
+        assert gone_soon(mark), f"left running: {sleepers(mark)}"
+    with cleanup(marker()) as mark:
+        with pytest.raises(subprocess.TimeoutExpired) as caught:
+            subprocess.run(["sh", "-c", SHELL_JOBS.format(m=mark)], timeout=3, capture_output=True)
+        assert caught.value.stdout == b"started\n"
+        assert len(sleepers(mark)) == 2, "the stdlib now kills the tree?"
+
+
+def test_mechanism_and_path(own_group_paths: str, tree_mode: str) -> None:
+    backend = own_group_paths
+    path = expected_tree_path(backend, tree_mode)
+    if path == "never":
+        pytest.skip("3.10's stdlib spawn has no process_group: see the test above")
+    with pidproc.Popen(["sleep", "30"], kill_tree=True) as p:
+        if expected_tree(backend, tree_mode) == "process_group":
+            assert os.getpgid(p.pid) == p.pid  # a group of its own
+        else:
+            with open(f"/proc/{p.pid}/cgroup") as f:
+                assert f"/pidproc-{os.getpid()}/" in f.read()  # a cgroup of its own
+        p.kill()
+    assert (p.backend, p.kill_tree) == (path, expected_tree(backend, tree_mode))
+
+
+def test_setsid_grandchild(tree_mode: str) -> None:
+    with cleanup(marker()) as mark:
+        p = pidproc.Popen(
+            [PY, program("lifecycle_options_setsid"), mark], stdout=subprocess.PIPE, kill_tree=True
+        )
+        assert p.stdout is not None and p.stdout.readline() == b"started\n"
+        assert len(wait_sleepers(mark, 1)) == 1
+        p.kill()
+        p.communicate()
+        if tree_mode == "cgroup":
+            assert p.kill_tree == "cgroup"
+            assert gone_soon(mark), "the setsid grandchild escaped the cgroup"
+        else:
+            # A process group cannot hold what left it: it survives.
+            assert p.kill_tree == "process_group"
+            time.sleep(0.2)
+            assert len(sleepers(mark)) == 1
+
+
+@pytest.mark.parametrize("method", ["terminate", "send_signal_usr1", "kill_without_cgroup_kill"])
+def test_signals_reach_the_whole_tree(
+    tree_mode: str, method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if method == "kill_without_cgroup_kill":
+        if tree_mode != "cgroup":
+            pytest.skip("cgroup mode only")
+        monkeypatch.setattr(_cgroup, "_USE_CGROUP_KILL", False)  # as before Linux 5.14
+    with cleanup(marker()) as mark:
+        p = pidproc.Popen(
+            ["sh", "-c", SHELL_JOBS.format(m=mark)], stdout=subprocess.PIPE, kill_tree=True
+        )
+        assert p.stdout is not None and p.stdout.readline() == b"started\n"
+        assert len(wait_sleepers(mark, 2)) == 2
+        if method == "terminate":
+            p.terminate()
+        elif method == "send_signal_usr1":
+            p.send_signal(signal.SIGUSR1)  # sh and sleep die of it too
+        else:
+            p.kill()
+        p.communicate(timeout=30)
+        assert p.returncode in (-signal.SIGTERM, -signal.SIGUSR1, -signal.SIGKILL)
+        assert gone_soon(mark)
+
+
+def test_tree_outliving_its_child(tree_mode: str) -> None:
+    # The child exits at once, its background job runs on.  In a cgroup the
+    # job can still be killed through the Popen after the reap; a process
+    # group is out of reach once the child is reaped (its id may be reused).
+    with cleanup(marker()) as mark:
+        p = pidproc.Popen(["sh", "-c", f"sleep {mark} >/dev/null & exit 4"], kill_tree=True)
+        assert p.wait(timeout=30) == 4
+        assert len(wait_sleepers(mark, 1)) == 1
+        p.kill()
+        if tree_mode == "cgroup":
+            assert gone_soon(mark)
+            tree = p._lifecycle.cgroup if p._lifecycle else None
+            assert tree is not None
+            path = tree.path
+            del p, tree
+            gc.collect()
+            # Empty and collected: back in the pool, or removed.
+            where = _cgroup._place
+            assert where is not None
+            assert path in where.pool or not os.path.isdir(path)
+        else:
+            time.sleep(0.2)
+            assert len(sleepers(mark)) == 1
+
+
+def test_one_child_after_another(tree_mode: str) -> None:
+    # Each child killed as a tree; the next one runs normally.  (In cgroup
+    # mode: a cgroup once killed is never given to another child, which
+    # Linux 6.18 would kill at birth.)
+    for _ in range(3):
+        p = pidproc.Popen(["sleep", "30"], kill_tree=True)
+        fd = os.pidfd_open(p.pid)
+        try:
+            assert alive_for(fd, 0.2)
+        finally:
+            os.close(fd)
+        p.kill()
+        assert p.wait() == -signal.SIGKILL
+        # A plain, finished child gives its cgroup back to the next.
+        with pidproc.Popen(["true"], kill_tree=True) as q:
+            pass
+        assert q.returncode == 0
+
+
+@pytest.mark.skipif(not CGROUP_OK, reason="no writable cgroup2 directory here")
+def test_cgroups_are_removed_at_exit() -> None:
+    out = subprocess.run(
+        [PY, program("lifecycle_options_at_exit")],
+        capture_output=True,
+        text=True,
+        env=env_for(None),
+    )
+    mode, path = out.stdout.split()
+    assert mode == "cgroup", out.stderr
+    assert not os.path.exists(path)
+    assert not os.path.exists(os.path.dirname(path)), "pidproc-<pid> left behind"
+
+
+@contextlib.contextmanager
+def another_group() -> Iterator[int]:
+    """The id of a process group that is not ours nor new: a helper's (in
+    our session: a process may only join a group of its own session)."""
+    helper = subprocess.Popen(["sleep", "60"], process_group=0)  # type: ignore[call-arg]
+    try:
+        yield helper.pid
+    finally:
+        helper.kill()
+        helper.wait()
+
+
+def test_cgroup_mode_allows_any_process_group() -> None:
+    if not CGROUP_OK:
+        pytest.skip("no writable cgroup2 directory here")
+    if not _stdlib.TAKES_PROCESS_GROUP:
+        pytest.skip("process_group is 3.11+")
+    # The child joins another process group; the tree is its cgroup alone,
+    # so killing the tree leaves the rest of that group alone.
+    with another_group() as pgid:
+        p = pidproc.Popen(["sleep", "30"], kill_tree=True, process_group=pgid)
+        assert p.kill_tree == "cgroup" and os.getpgid(p.pid) == pgid
+        p.kill()
+        assert p.wait() == -signal.SIGKILL
+        assert os.getpgid(pgid) == pgid  # the group's leader lives on
+
+
+def test_process_group_mode_refuses_another_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    if not _stdlib.TAKES_PROCESS_GROUP:
+        pytest.skip("process_group is 3.11+")
+    monkeypatch.setattr(_lifecycle, "_USE_CGROUP", False)
+    with another_group() as pgid, pytest.raises(ValueError, match="process_group"):
+        pidproc.Popen(["true"], kill_tree=True, process_group=pgid)
+    # A group of its own is what kill_tree makes anyway.
+    for extra in ({"process_group": 0}, {"start_new_session": True}):
+        with pidproc.Popen(["true"], kill_tree=True, **extra) as p:  # type: ignore[arg-type]
+            pass
+        assert p.returncode == 0 and p.kill_tree == "process_group"
+
+
+def test_with_preexec_fn_a_process_group() -> None:
+    # preexec_fn forks (the fork path): no cgroup there, a process group.
+    with cleanup(marker()) as mark:
+        p = pidproc.Popen(
+            ["sh", "-c", SHELL_JOBS.format(m=mark)], stdout=subprocess.PIPE,
+            preexec_fn=lambda: None, kill_tree=True,
+        )  # fmt: skip
+        assert (p.backend, p.kill_tree) == ("fork", "process_group")
+        assert p.stdout is not None and p.stdout.readline() == b"started\n"
+        assert len(wait_sleepers(mark, 2)) == 2
+        p.kill()
+        p.communicate()
+        assert gone_soon(mark)
+
+
+@needs_core
+def test_asyncio_kill_tree_and_die_with_parent() -> None:
+    async def main(mark: str) -> tuple[int, str | None, str | None]:
+        p = await aio.create_subprocess_shell(
+            SHELL_JOBS.format(m=mark), stdout=aio.PIPE, kill_tree=True, die_with_parent=True
+        )
+        assert p.stdout is not None
+        assert await p.stdout.readline() == b"started\n"
+        assert len(wait_sleepers(mark, 2)) == 2
+        popen = p._transport.get_extra_info("subprocess")  # type: ignore[attr-defined]
+        p.kill()
+        return await p.wait(), popen.kill_tree, popen.die_with_parent
+
+    with cleanup(marker()) as mark:
+        rc, tree, die = asyncio.run(main(mark))
+        assert rc == -signal.SIGKILL
+        assert tree in ("cgroup", "process_group") and die in ("autokill", "pdeathsig")
+        assert gone_soon(mark)
+
+
+# ---- no_new_privs ---------------------------------------------------------------
+
+NNP = "print(next(l for l in open('/proc/self/status') if l.startswith('NoNewPrivs')).split()[1])"
+
+
+def test_no_new_privs(backend: str) -> None:
+    if backend in ("fork", "pid"):
+        pytest.skip("covered by test_paths_that_cannot_raise")
+    out = pidproc.run([PY, "-c", NNP], capture_output=True, text=True, no_new_privs=True)
+    assert out.stdout == "1\n"
+    p = pidproc.Popen(["true"], no_new_privs=True)
+    p.wait()
+    assert p.backend == die_path(backend)
+    assert p.no_new_privs == ("clone_nnp" if p.backend == "clone3" and KERNEL_71 else "prctl")
+    if not _no_new_privs_here():
+        # Without it the child inherits ours (0), as with the stdlib.
+        assert pidproc.run([PY, "-c", NNP], capture_output=True, text=True).stdout == "0\n"
+
+
+def test_no_new_privs_with_preexec_fn() -> None:
+    p = pidproc.Popen([PY, "-c", NNP], stdout=subprocess.PIPE, text=True,
+                      preexec_fn=lambda: None, no_new_privs=True)  # fmt: skip
+    assert p.communicate()[0] == "1\n"
+    assert (p.backend, p.no_new_privs) == ("fork", "prctl")
+
+
+# ---- what cannot be honoured ----------------------------------------------------
+
+
+@pytest.mark.parametrize("forced", ["fork", "pid"])
+def test_paths_that_cannot_raise(forced: str, no_leaks: None) -> None:
+    if forced not in USABLE:
+        pytest.skip(f"no {forced} path here")
+    with pidproc.use_backend(forced):
+        for option in ("die_with_parent", "no_new_privs"):
+            with pytest.raises(pidproc.BackendUnavailable, match=option):
+                pidproc.Popen(["true"], **{option: True}, stdout=subprocess.PIPE)
+        if forced == "pid":
+            with pytest.raises(pidproc.BackendUnavailable, match="kill_tree"):
+                pidproc.Popen(["true"], kill_tree=True, stdout=subprocess.PIPE)
+
+
+def test_contradicting_arguments(no_leaks: None) -> None:
+    with pytest.raises(ValueError, match="preexec_fn"):
+        pidproc.Popen(["true"], die_with_parent=True, preexec_fn=lambda: None,
+                      stdout=subprocess.PIPE)  # fmt: skip
+
+
+@pytest.mark.skipif(not seccomp.available(), reason="libseccomp.so.2 not installed")
+@needs_core
+def test_no_clone3_nor_clone_here() -> None:
+    # A sandbox denying both (EPERM): the options needing pidproc's own child
+    # raise, naming why; kill_tree takes a process group on the fork path.
+    rules: dict[str, seccomp.Rule] = {"clone3": errno.EPERM, "clone": (errno.EPERM, 0, 0x1000)}
+    r = seccomp.run_filtered(rules, program=program("lifecycle_options_denied"))
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    for option in ("die_with_parent", "no_new_privs"):
+        kind, code, message = out[option]
+        assert (kind, code) == ("PermissionError", errno.EPERM), out[option]
+        assert "clone3" in message and "EPERM" in message
+    if _stdlib.TAKES_PROCESS_GROUP:
+        assert out["kill_tree"] == ["ok", "fork", "process_group"]
+
+
+@pytest.mark.skipif(not seccomp.available(), reason="libseccomp.so.2 not installed")
+@pytest.mark.skipif(not CGROUP_OK, reason="no writable cgroup2 directory here")
+def test_cgroup_birth_refused_falls_to_a_process_group() -> None:
+    # CLONE_INTO_CGROUP refused (a kernel before 5.7 says EINVAL): probed
+    # once, then kill_tree holds the tree by a process group, and says so.
+    out = subprocess.run(
+        [PY, program("lifecycle_options_cgroup_refused")],
+        capture_output=True, text=True, env=env_for(None),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[:2] == [USABLE[0], "process_group"]
+    assert "EINVAL" in out.stdout
+
+
+# ---- the pidfd budget -----------------------------------------------------------
+
+
+@needs_core
+def test_budget_never_costs_an_option() -> None:
+    # Above three quarters of the fd limit a pidfd is given up (the child
+    # held by its PID), except where the option needs it: a process group
+    # signalled through it; autokill (7.1) is not chosen there at all.
+    out = subprocess.run(
+        [PY, program("lifecycle_options_budget")], capture_output=True, text=True, env=env_for(None)
+    )
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["plain"][:2] == [USABLE[0] + "-no-pidfd", False]
+    assert got["kill_tree"][1:3] == [True, "process_group"]
+    assert got["die_with_parent"][3] == "pdeathsig"
+
+
+# ---- rusage ---------------------------------------------------------------------
+
+
+@needs_core
+def test_rusage(backend: str) -> None:
+    # In a small parent: until its exec, a vfork-style child (every path,
+    # and the stdlib's) counts its parent's resident pages in ru_maxrss.
+    out = subprocess.run(
+        [PY, program("lifecycle_options_rusage")],
+        capture_output=True, text=True, env=env_for(backend),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["backend"] == backend
+    assert got["touch_before_reap"] is None and got["burn_before_reap"] is None
+    if backend == "pid":
+        assert got["touch"] is got["idle"] is got["burn"] is None  # the stdlib's waitpid
+        return
+    touch, idle, burn = got["touch"], got["idle"], got["burn"]
+    assert touch[0] >= 200 * 1024  # KiB, as os.wait4 gives it
+    assert idle[0] < 100 * 1024
+    assert burn[1] >= 0.15  # its CPU time, user and system
+
+
+@needs_core
+def test_rusage_is_a_struct_rusage() -> None:
+    p = pidproc.Popen(["true"])
+    assert p.rusage is None  # not reaped yet
+    p.wait()
+    assert isinstance(p.rusage, resource.struct_rusage)
+
+
+def test_rusage_none_when_reaped_elsewhere(pidfd_backend: str) -> None:
+    p = pidproc.Popen(["true"])
+    with pidproc.use_backend(None):
+        os.waitpid(p.pid, 0)
+    assert p.wait() == 0
+    assert p.rusage is None
+
+
+def test_defaults_change_nothing() -> None:
+    p = pidproc.Popen(["true"])
+    p.wait()
+    assert (p.die_with_parent, p.kill_tree, p.no_new_privs) == (None, None, None)
+    assert p._lifecycle is None
+
+
+# ---- Linux 7.1: CLONE_PIDFD_AUTOKILL, CLONE_AUTOREAP, CLONE_NNP ---------------
+
+
+@needs_71
+def test_autokill_child_status_and_waits() -> None:
+    for code, want in (("exit 7", 7), ("kill -9 $$", -signal.SIGKILL)):
+        p = pidproc.Popen(["sh", "-c", code], die_with_parent=True)
+        assert p.die_with_parent == ("autokill" if PRIVILEGED else "pdeathsig")
+        assert p.wait(timeout=30) == want
+    p = pidproc.Popen(["sleep", "30"], die_with_parent=True)
+    assert p.poll() is None
+    with pytest.raises(subprocess.TimeoutExpired):
+        p.wait(timeout=0.1)
+    p.terminate()
+    assert p.wait() == -signal.SIGTERM
+    if p.die_with_parent == "autokill":
+        assert p.rusage is None  # the kernel reaped it: no waitid, no usage
+
+
+@needs_71
+def test_autokill_dropped_popen_keeps_running() -> None:
+    if not PRIVILEGED:
+        pytest.skip("needs CAP_SYS_ADMIN for autokill without no_new_privs")
+    p = pidproc.Popen(["sleep", "30"], die_with_parent=True)
+    pid, fd = p.pid, os.pidfd_open(p.pid)
+    del p
+    gc.collect()
+    try:
+        # The stdlib keeps a running child's Popen (subprocess._active), and
+        # with it the pidfd: dropping it does not kill.
+        assert alive_for(fd, 0.3)
+        signal.pidfd_send_signal(fd, signal.SIGKILL)
+        assert not alive_for(fd, 10)
+    finally:
+        os.close(fd)
+    subprocess._cleanup()  # type: ignore[attr-defined]
+    assert all(getattr(q, "pid", None) != pid for q in subprocess._active)  # type: ignore[attr-defined]
+
+
+@needs_71
+def test_autokill_without_cap_sys_admin() -> None:
+    # The kernel allows AUTOKILL without CAP_SYS_ADMIN only with CLONE_NNP.
+    # pidproc never adds no_new_privs unasked: the parent-death signal holds
+    # the child instead; asked for, AUTOKILL + NNP.
+    if not PRIVILEGED:
+        pytest.skip("runs as root, then drops CAP_SYS_ADMIN")
+    out = subprocess.run(
+        [PY, program("lifecycle_options_capdrop")],
+        capture_output=True, text=True, env=env_for(None),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["die"] == ["pdeathsig", None, "0" if not _no_new_privs_here() else "1"]
+    assert got["die_nnp"] == ["autokill", "clone_nnp", "1"]
+
+
+@needs_71
+def test_autokill_survives_a_fork_of_the_parent() -> None:
+    # A forked copy of the parent would hold the clone pidfd too (the same
+    # open file) and keep the child alive after the parent's death: pidproc
+    # closes those pidfds in forked children.
+    with cleanup(marker()) as mark:
+        parent, info, fd = start_parent({"die_with_parent": True}, "fork", mark, None)
+        try:
+            assert info["die"] == ("autokill" if PRIVILEGED else "pdeathsig")
+            parent.kill()
+            parent.wait()
+            assert not alive_for(fd, 1.0)
+        finally:
+            os.close(fd)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(parent.pid, signal.SIGKILL)  # the forked copy
+
+
+@needs_71
+def test_autokill_with_kill_tree_and_no_new_privs() -> None:
+    with cleanup(marker()) as mark:
+        p = pidproc.Popen(
+            ["sh", "-c", SHELL_JOBS.format(m=mark)], stdout=subprocess.PIPE,
+            die_with_parent=True, kill_tree=True, no_new_privs=True,
+        )  # fmt: skip
+        assert p.stdout is not None and p.stdout.readline() == b"started\n"
+        assert (p.die_with_parent, p.no_new_privs) == ("autokill", "clone_nnp")
+        with open(f"/proc/{p.pid}/status") as f:
+            assert "NoNewPrivs:\t1" in f.read()
+        p.kill()
+        p.communicate()
+        assert p.returncode == -signal.SIGKILL
+        assert gone_soon(mark)
