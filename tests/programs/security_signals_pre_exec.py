@@ -1,5 +1,5 @@
 """With handlers installed and signals blocked, prints this process's PID,
-blocked and caught sets, then spawns ``true`` (argv[1]) through the stdlib
+blocked, caught and ignored sets, then spawns ``true`` (argv[1]) through the stdlib
 and every path usable here, printing each child's PID.  Run under strace,
 which holds each child at execve, by tests/test_security_signals.py."""
 
@@ -19,7 +19,7 @@ signal.signal(signal.SIGCHLD, lambda *a: None)
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2, signal.SIGRTMIN + 2})
 with open("/proc/self/status") as f:
     mine = {line.split(":")[0]: line.split()[1] for line in f if line.startswith("Sig")}
-print(os.getpid(), mine["SigBlk"], mine["SigCgt"], flush=True)
+print(os.getpid(), mine["SigBlk"], mine["SigCgt"], mine["SigIgn"], flush=True)
 for name in ["stdlib", *pidproc.backends()]:
     module = subprocess if name == "stdlib" else pidproc
     with pidproc.use_backend(None if name == "stdlib" else name):
