@@ -24,7 +24,12 @@ import pytest
 from _compare import Scenario, Side, Target, compare
 
 import pidproc
-from pidproc import _lifecycle
+from pidproc import _lifecycle, _native
+
+# die_with_parent needs pidproc's own child, so its C core.
+needs_core = pytest.mark.skipif(
+    _native.MISSING is not None, reason=f"needs pidproc's C core: {_native.MISSING}"
+)
 
 TRUE = "/bin/true"
 
@@ -76,6 +81,7 @@ def scenario(key: str, option: str) -> Scenario:
     )
 
 
+@needs_core
 def test_s12a_die_with_parent(benchmark: Any) -> None:
     compare(benchmark, scenario("S12a", "die_with_parent"))
 

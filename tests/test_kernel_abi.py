@@ -28,6 +28,7 @@ import pytest
 import pidproc
 from pidproc import _peer, _pidfd, _pidfd_info
 
+from ._support.core import needs_core
 from .conftest import PY
 
 PROGRAM = textwrap.dedent(
@@ -294,6 +295,7 @@ def test_syscall_numbers_the_c_core_falls_back_to(headers: dict[str, int], name:
     assert {int(n) for n in fallbacks} == {headers[name]}
 
 
+@needs_core  # process_madvise: Python has no such call
 def test_madvise_willneed_is_accepted_by_the_kernel(tmp_path: Path) -> None:
     # process_madvise takes four advice values and refuses every other one
     # with EINVAL: COLD and PAGEOUT are exercised in test_pidfd_handle.py.
