@@ -53,11 +53,9 @@ from ._native import MISSING, lib
 from ._pidfd_sys import still_unreaped
 from ._spawn import state as _paths
 from ._spawn.paths import (
-    BY_NAME,
     C_CHILD_SETUP,
     CLONE3_FLAGS,
     HELD_BY_PIDFD,
-    NAMES,
     NEW_PROCESS_GROUP,
     PREEXEC_FN,
     SpawnPath,
@@ -177,29 +175,20 @@ def _wait_readable(fd: int, timeout_ms: int | None = None) -> bool:
     return bool(poller.poll(timeout_ms))
 
 
-def _path_usable(name: str) -> bool:
-    """May a spawn take this path: enabled, not before the forced one, and
-    not known to be unusable (probing it if not known yet)?"""
-    force = _paths.forced()
-    if force is not None and NAMES.index(name) < NAMES.index(force):
-        return False
-    if name != force and not _paths._enabled(BY_NAME[name]):
-        return False
-    return _paths.state(name) is not _paths.State.UNUSABLE
-
-
 def _why_no_c_child() -> tuple[int, str]:
     """The errno and words for "pidproc's own child cannot be used here"."""
     if _paths.pidfd_wait_state() is _paths.State.UNUSABLE:
         return errno.ENOSYS, "needs Linux 5.4+ (pidfds, waitid(P_PIDFD))"
     reasons = []
+    code = errno.ENOSYS
     for name in ("clone3", "clone"):
         why = _paths.reason(name)
         if why:
             reasons.append(f"{name}: {why}")
-        elif not _path_usable(name):
+            if _paths.unusable_because(name) == errno.EPERM:
+                code = errno.EPERM  # a sandbox's answer, not the kernel's lack
+        elif not _paths.may_take(name):
             reasons.append(f"{name}: not used here ({_forced_words()})")
-    code = errno.EPERM if any("EPERM" in r for r in reasons) else errno.ENOSYS
     return code, "needs pidproc's own child (the clone3 or clone path): " + "; ".join(reasons)
 
 
@@ -290,9 +279,10 @@ class Lifecycle:
         preexec_fn, process_group = a.preexec_fn, a.process_group
         needs: set[str] = set()
         wrap_pgid = wrap_nnp = False
-        c_child = _path_usable("clone3") or _path_usable("clone")
+        clone3_taken = _paths.may_take("clone3")
+        c_child = clone3_taken or _paths.may_take("clone")
         # Only clone3 takes the 7.1 flags and CLONE_INTO_CGROUP.
-        clone3 = _path_usable("clone3") and lib.pidproc_clone3_compiled()
+        clone3 = clone3_taken and lib.pidproc_clone3_compiled()
 
         if self.want_die:
             if preexec_fn is not None:

@@ -211,6 +211,17 @@ def backends() -> list[str]:
     return [p.name for p in PATHS if _enabled(p) and state(p.name) is not State.UNUSABLE]
 
 
+def may_take(name: str) -> bool:
+    """May a spawn take this path: enabled, not before the forced one, and
+    not known to be unusable (probing it if not known yet)?"""
+    force = forced()
+    if force is not None and NAMES.index(name) < NAMES.index(force):
+        return False
+    if name != force and not _enabled(BY_NAME[name]):
+        return False
+    return state(name) is not State.UNUSABLE
+
+
 def reason(name: str) -> str | None:
     """Why a path is unusable here, or None."""
     state(name)
