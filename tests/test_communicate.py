@@ -628,7 +628,7 @@ def test_an_unrecognised_stdlib_runs_its_own_loop(
 ) -> None:
     """Where the running CPython's loop is not one pidproc knows, its own
     runs: same results, no state of pidproc's."""
-    monkeypatch.setattr(_communicate, "_semantics_cache", [None])
+    monkeypatch.setattr(_communicate, "stdlib_semantics", lambda: None)
     with pidproc.Popen([PY, WRITER, "3000000", "65536", "7", "2"], stdout=PIPE, stderr=PIPE) as p:
         out, err = p.communicate(timeout=60)
     assert not used_fast_loop(p)

@@ -38,6 +38,7 @@ makes (a mock, a non-byte memoryview), runs the stdlib's own
 from __future__ import annotations
 
 import fcntl
+import functools
 import io
 import linecache
 import math
@@ -149,17 +150,14 @@ def _recognise() -> _Semantics | None:
     return semantics
 
 
-_semantics_cache: list[_Semantics | None] = []
-
-
+@functools.cache
 def stdlib_semantics() -> _Semantics | None:
     """The running stdlib's semantics, or None: not recognised, so the
     stdlib's own loop runs.  Read at the first use, not at import."""
-    if not _semantics_cache:
-        _semantics_cache.append(_recognise())
-    return _semantics_cache[0]
+    return _recognise()
 
 
+@functools.cache
 def _pipe_max() -> int:
     try:
         with open("/proc/sys/fs/pipe-max-size", "rb") as f:
@@ -168,16 +166,11 @@ def _pipe_max() -> int:
         return _GROWN_PIPE
 
 
-_pipe_max_cache: list[int] = []
-
-
 def _grow_pipe(fd: int) -> None:
     """Grow a pipe for a large stream; best effort (over the per-user pipe
     budget an unprivileged grow fails, and the pipe works as it is)."""
-    if not _pipe_max_cache:
-        _pipe_max_cache.append(_pipe_max())
     try:
-        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _pipe_max_cache[0])
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _pipe_max())
     except OSError:
         pass
 
