@@ -86,13 +86,9 @@ import hashlib
 import io
 import json
 import os
-import re
 import shutil
-import signal
-import subprocess
 import sys
 import tarfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -427,26 +423,12 @@ def kernel_package(k: ArmKernel, log: Path) -> tuple[str, str]:
     """The newest (name, version) in k's suite matching k.package."""
     for attempt in (1, 2):
         if (ACACHE / "apt" / "lists").is_dir():
-            names = subprocess.run(
-                _apt("apt-cache", "pkgnames", "linux-"), capture_output=True, text=True
-            ).stdout.split()
-            found = sorted((n for n in names if re.fullmatch(k.package, n)), key=_version_key)
+            found = kernels.newest_package(lambda *a: _apt("apt-cache", *a), k.package)
             if found:
-                show = subprocess.run(
-                    _apt("apt-cache", "show", "--no-all-versions", found[-1]),
-                    capture_output=True,
-                    text=True,
-                ).stdout
-                m = re.search(r"^Version: (\S+)", show, re.M)
-                if m:
-                    return found[-1], m[1]
+                return found
         if attempt == 1:
             _apt_update(log)
     raise StepFailed(f"arm64 {k.name}: no package matching {k.package} in {k.suite}")
-
-
-def _version_key(name: str) -> tuple[int, ...]:
-    return tuple(int(n) for n in re.findall(r"\d+", name))
 
 
 def ensure_kernel(k: ArmKernel, log: Path) -> Path:
@@ -464,16 +446,7 @@ def ensure_kernel(k: ArmKernel, log: Path) -> Path:
         if run(get, log, check=False, timeout=600) != 0:
             _apt_update(log)  # the lists named a file the mirror no longer has
             run(get, log, timeout=600)
-        (deb,) = dl.glob("*.deb")
-        unpacked = dl / "x"
-        run(["dpkg-deb", "-x", deb, unpacked], log)
-        found = sorted(unpacked.glob(k.vmlinuz))
-        if len(found) != 1:
-            raise StepFailed(f"arm64 {k.name}: {deb.name} has {len(found)} files {k.vmlinuz}")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        part = dest.with_suffix(".partial")
-        shutil.copyfile(found[0], part)
-        part.rename(dest)
+        kernels.vmlinuz_from_deb(dl, k.vmlinuz, dest, log, f"arm64 {k.name}")
     finally:
         shutil.rmtree(dl, ignore_errors=True)
     return dest
@@ -481,26 +454,15 @@ def ensure_kernel(k: ArmKernel, log: Path) -> Path:
 
 # ---- this run's image ----
 
-INIT = r"""#!/bin/sh
+INIT = (
+    r"""#!/bin/sh
 # /init of a tools/arm64.py VM: mounts, the job, the results out on the
 # console between two marker lines, power off.
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root LANG=C.UTF-8 TERM=dumb PYTHONPATH=/src/src
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-mkdir -p /dev/pts /dev/shm /tmp /run
-mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts /dev/pts
-mount -t tmpfs -o mode=1777 shm /dev/shm
-mount -t cgroup2 cgroup2 /sys/fs/cgroup
-chmod 1777 /tmp
-hostname pidproc-vm
-python3 -c '
-import fcntl, socket, struct
-with socket.socket() as s:
-    fcntl.ioctl(s, 0x8914, struct.pack("16sH14x", b"lo", 0x1 | 0x40))
-'
-echo "pidproc-vm: userland up $(cut -d" " -f1 /proc/uptime) s, $(uname -r) $(uname -m)"
+"""
+    + kernels.VM_SETUP
+    + r"""echo "pidproc-vm: userland up $(cut -d" " -f1 /proc/uptime) s, $(uname -r) $(uname -m)"
 python3 /pidproc-vm/job.py
 echo "pidproc-vm: job exit $?"
 (cd /results && tar czf /tmp/results.tgz .)
@@ -510,6 +472,7 @@ echo "pidproc-results-end"
 echo o > /proc/sysrq-trigger
 sleep 60
 """
+)
 
 
 def make_job(args: argparse.Namespace) -> dict[str, Any]:
@@ -541,7 +504,8 @@ def make_job(args: argparse.Namespace) -> dict[str, Any]:
         stack = "python3 -m tests.child_stack > /results/child-stack.txt 2>&1"
         steps.append(
             {"name": "child-stack", "group": "child-stack", "file": "tests/child_stack.py",
-             "argv": ["sh", "-c", stack], "env": {}, "timeout": args.file_timeout}
+             "argv": ["sh", "-c", stack], "env": {}, "timeout": args.file_timeout,
+             "by_exit": True}
         )  # fmt: skip
     return {"mode": "test", "command": "", "steps": steps}
 
@@ -565,11 +529,7 @@ def build_initrd(image: Path, job: dict[str, Any], work: Path, log: Path) -> Pat
         tree_cpio, run_cpio = work / "tree.cpio", work / "run.cpio"
         kernels.cpio_of(ROOT, ["./src"], tree_cpio, log)
         kernels.cpio_of(stage, ["."], run_cpio, log)
-        initrd = work / "initrd.cpio"
-        with open(initrd, "wb") as out:
-            for part in (image, tree_cpio, run_cpio):
-                with open(part, "rb") as f:
-                    shutil.copyfileobj(f, out, 1 << 20)
+        initrd = kernels.join_cpios([image, tree_cpio, run_cpio], work / "initrd.cpio")
         tree_cpio.unlink()
         return initrd
     finally:
@@ -636,58 +596,12 @@ def boot(
 
 
 def read_results(k: ArmKernel, out: Path, job: dict[str, Any], res: kernels.KernelResult) -> None:
-    """The counts and problems of one VM's results, as tools/kernels.py reads them."""
-    paths = json.loads((out / "paths.json").read_text())
-    if "error" in paths:
-        raise StepFailed(f"arm64 {k.name}: {paths['error']}")
-    res.release, res.glibc, res.python = paths["kernel"], paths["glibc"], paths["python"]
-    res.default_path, res.backends = paths["default"], paths["backends"]
+    """The counts and problems of one VM's results, as tools/kernels.py reads
+    them, and whether a plain spawn took the path this CPU should take."""
+    kernels.read_vm_results(out, job["steps"], res, f"arm64 {k.name}")
     if res.default_path != DEFAULT_PATH:
-        res.problems.append(
-            f"a plain spawn took {res.default_path}, not {DEFAULT_PATH}: {paths.get('reasons')}"
-        )
-    res.gates = json.loads((out / "gates.json").read_text())
-    res.behaviour = json.loads((out / "behaviour.json").read_text())
-    done = out / "steps.json"
-    ran = {st["name"]: st for st in json.loads(done.read_text())} if done.exists() else {}
-    for step in job["steps"]:
-        name, group = step["name"], step["group"]
-        counts = res.runs.setdefault(group, distros.Counts())
-        st = ran.get(name)
-        if st is None:
-            res.problems.append(f"{group}: {step['file']} never ran (the VM stopped first)")
-            counts.failed += 1
-            continue
-        res.file_seconds[f"{group} {step['file']}"] = st["seconds"]
-        xml = out / f"junit-{name}.xml"
-        if group == "child-stack":
-            ok = st["exit"] == 0 and not st["timed_out"]
-            counts.passed += ok
-            counts.failed += not ok
-            counts.seconds += st["seconds"]
-            if not ok:
-                res.problems.append(f"python -m tests.child_stack exited {st['exit']}")
-            continue
-        if st["timed_out"] or not xml.exists():
-            why = "timed out" if st["timed_out"] else f"exited {st['exit']} without a report"
-            res.problems.append(f"{group}: {step['file']} {why} after {st['seconds']} s")
-            counts.failed += 1
-            continue
-        got = distros.junit_counts(xml)
-        found = kernels.junit_outcomes(xml)
-        if st["exit"] not in (0, 5) and got.failed == 0:
-            got.failed = 1  # a crashed session counts as a failure
-            res.problems.append(f"{group}: {step['file']} exited {st['exit']}")
-        counts.passed += got.passed
-        counts.failed += got.failed
-        counts.skipped += got.skipped
-        counts.seconds += st["seconds"]
-        res.outcomes.setdefault(group, {}).update(found)
-        bad = [t for t, (o, _) in found.items() if o == "failed"]
-        if bad:
-            res.problems.append(f"{group}: {step['file']}: failed: {', '.join(bad)}")
-    if "error" in res.behaviour:
-        res.problems.append(f"behaviour probe: {res.behaviour['error']}")
+        reasons = json.loads((out / "paths.json").read_text()).get("reasons")
+        res.problems.append(f"a plain spawn took {res.default_path}, not {DEFAULT_PATH}: {reasons}")
 
 
 def skips(res: kernels.KernelResult) -> list[str]:
@@ -703,40 +617,12 @@ def skips(res: kernels.KernelResult) -> list[str]:
 # ---- entry ----
 
 
-def enter_private_namespace(argv: list[str]) -> None:
-    """Re-exec in a private mount namespace: its mounts die with it."""
-    if os.environ.get(NS_MARK) == "1":
-        return
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        raise SystemExit("tools/arm64.py needs unshare (util-linux)")
-    env = dict(os.environ, **{NS_MARK: "1", distros.NS_MARK: "1"})
-    here = str(Path(__file__).resolve())
-    cmd = [unshare, "--mount", "--propagation", "private", "--", sys.executable, here, *argv]
-    os.execve(unshare, cmd, env)
-
-
 def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--kernel", action="append", choices=sorted(KERNELS), help="only this one (repeatable)"
-    )
-    parser.add_argument("--run", metavar="CMD", help="run CMD in the VM (one --kernel), no tests")
-    parser.add_argument(
-        "--files",
-        default=" ".join(ARM_FILES),
-        help='what runs on the default path (space-separated; "tests" for the whole suite)',
-    )
-    parser.add_argument(
-        "--forced-files",
-        default=" ".join(ARM_FORCED_FILES),
-        help="what runs again on each other path (any of tools/distros.py's FORCED_FILES)",
-    )
-    parser.add_argument("--timeout", type=float, default=VM_TIMEOUT, help="per VM, seconds")
-    parser.add_argument(
-        "--file-timeout", type=float, default=FILE_TIMEOUT, help="per test file, seconds"
-    )
-    parser.add_argument("--rebuild", action="store_true", help="build the root from scratch")
+    parser = kernels.vm_parser(
+        sorted(KERNELS), ARM_FILES, '"tests" for the whole suite', ARM_FORCED_FILES,
+        "build the root from scratch",
+    )  # fmt: skip
+    parser.description = __doc__.split("\n\n")[0]
     parser.add_argument(
         "--ci",
         action="store_true",
@@ -749,17 +635,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         metavar="SECONDS",
         help="with --ci: how long CI has run so far (the root is built only if it fits)",
     )
-    parser.add_argument("--json", help="write the results here too")
-    parser.epilog = "Arguments after -- reach pytest unchanged."
-    own, extra = (
-        (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
-    )
-    args = parser.parse_args(own)
-    args.pytest_args = extra
-    args.files = args.files.split()
-    args.forced_files = args.forced_files.split()
-    if args.run is not None and len(args.kernel or ()) != 1:
-        parser.error("--run needs exactly one --kernel")
+    args = kernels.parse_vm_args(parser, argv)
     if args.ci:
         if args.run is not None or args.rebuild:
             parser.error("--ci runs the tests, on the cached root")
@@ -789,7 +665,7 @@ def main(argv: list[str]) -> int:
     if distros.lacks_root("tools/arm64.py", "debootstrap, mount and unshare do"):
         return 2
     args = parse(argv)
-    enter_private_namespace(argv)
+    distros.enter_private_namespace(argv, __file__, NS_MARK)
     distros.stop_cleanly_on_signals()
     logs = CACHE / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -825,14 +701,11 @@ def main(argv: list[str]) -> int:
         shutil.rmtree(work, ignore_errors=True)
         return 130
 
-    # The VMs side by side, one thread each (as tools/kernels.py runs its own).
-    done = {k.name: threading.Event() for k in chosen}
-
-    def work_on(k: ArmKernel) -> None:
-        res = results[k.name]
+    def work_on(name: str) -> None:
+        k, res = KERNELS[name], results[name]
         t1 = time.monotonic()
         try:
-            out = boot(k, vmlinuz[k.name], initrd, args, logs, res)
+            out = boot(k, vmlinuz[name], initrd, args, logs, res)
             if args.run is None:
                 read_results(k, out, job, res)
             else:
@@ -843,29 +716,13 @@ def main(argv: list[str]) -> int:
             res.problems.append(f"{type(e).__name__}: {e}")
         finally:
             res.seconds = time.monotonic() - t1
-            done[k.name].set()
 
-    threads = [threading.Thread(target=work_on, args=(k,), name=k.name) for k in chosen]
     try:
-        for t in threads:
-            t.start()
-        for ev in done.values():
-            while not ev.wait(0.5):
-                pass
-    except (KeyboardInterrupt, distros.Interrupted) as e:
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)  # let the cleanup finish
-        say(f"interrupted ({str(e) or 'SIGINT'}): killing the VMs")
-        distros.STOPPING.set()
-        deadline = time.monotonic() + 60
-        while not all(ev.is_set() for ev in done.values()) and time.monotonic() < deadline:
-            distros.end_all_steps()
-            time.sleep(0.2)
-        left = kernels.end_leftovers()
-        say(f"stopped; processes left and killed: {left or 'none'}")
-        return 130 if isinstance(e, KeyboardInterrupt) else 143
+        stopped = kernels.side_by_side([k.name for k in chosen], work_on)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if stopped is not None:
+        return stopped
 
     flat = [results[k.name] for k in chosen]
     failures = [f"arm64 {r.kernel}: {p}" for r in flat for p in r.problems]
@@ -889,17 +746,7 @@ def main(argv: list[str]) -> int:
             print("    " + stack.read_text().strip().replace("\n", "\n    "))
         for name, seconds in r.file_seconds.items():
             print(f"    {seconds:7.1f} s  {name}")
-    failures += [f"gate relation: {v}" for v in violations]
-    left = distros.mounts_under(CACHE)
-    if left:
-        failures.append(f"mounts left behind: {left}")
-    vms = kernels.end_leftovers()
-    if vms:
-        failures.append(f"processes left running (killed now): {vms}")
-    if args.json:
-        Path(args.json).write_text(json.dumps([dataclasses.asdict(r) for r in flat], indent=1))
-    for f in failures:
-        print(f"FAILED {f}", file=sys.stderr)
+    failures = kernels.conclude(failures, violations, flat, args.json)
     return 0 if not failures else 1
 
 

@@ -800,30 +800,29 @@ def report(results: list[PythonResult], total: float) -> str:
 # ---- entry ----
 
 
-def enter_private_namespace(argv: list[str]) -> None:
-    """Re-exec in a private mount namespace: its mounts die with it."""
-    if os.environ.get(NS_MARK) == "1":
+def enter_private_namespace(argv: list[str], script: str = __file__, mark: str = NS_MARK) -> None:
+    """Re-exec ``script`` (a tool built on this one) with ``argv`` in a private
+    mount namespace: its mounts, and those made here for it, die with it.
+    ``mark`` in the environment says the re-exec is done."""
+    if os.environ.get(mark) == "1":
         return
+    path = Path(script).resolve()
     unshare = shutil.which("unshare")
     if unshare is None:
         raise SystemExit(
-            "tools/distros.py needs unshare (util-linux) for a private mount namespace"
+            f"tools/{path.name} needs unshare (util-linux) for a private mount namespace"
         )
-    env = dict(os.environ, **{NS_MARK: "1"})
-    os.execve(
-        unshare,
-        [
-            unshare,
-            "--mount",
-            "--propagation",
-            "private",
-            "--",
-            sys.executable,
-            str(Path(__file__).resolve()),
-            *argv,
-        ],
-        env,
-    )
+    env = dict(os.environ, **{mark: "1", NS_MARK: "1"})
+    cmd = [unshare, "--mount", "--propagation", "private", "--", sys.executable, str(path), *argv]
+    os.execve(unshare, cmd, env)
+
+
+def split_pytest_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """The tool's own arguments, and those after ``--`` (for pytest)."""
+    if "--" not in argv:
+        return argv, []
+    at = argv.index("--")
+    return argv[:at], argv[at + 1 :]
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -844,9 +843,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--json", help="write the results here too")
     parser.epilog = "Arguments after -- reach pytest unchanged."
-    own, extra = (
-        (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
-    )
+    own, extra = split_pytest_args(argv)
     args = parser.parse_args(own)
     args.pytest_args = extra
     return args

@@ -90,6 +90,7 @@ import tarfile
 import threading
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +201,24 @@ def _version_key(name: str) -> tuple[int, ...]:
     return tuple(int(n) for n in re.findall(r"\d+", name))
 
 
+def newest_package(apt_cache: Callable[..., list[str]], pattern: str) -> tuple[str, str] | None:
+    """The newest (name, version) of the linux packages matching pattern in
+    the lists that ``apt_cache(*args)`` (the apt-cache command line for
+    args) reads; None if none is there."""
+    out = subprocess.run(
+        apt_cache("pkgnames", "linux-"), capture_output=True, text=True
+    ).stdout.split()
+    names = sorted((n for n in out if re.fullmatch(pattern, n)), key=_version_key)
+    if names:
+        show = subprocess.run(
+            apt_cache("show", "--no-all-versions", names[-1]), capture_output=True, text=True
+        ).stdout
+        m = re.search(r"^Version: (\S+)", show, re.M)
+        if m:
+            return names[-1], m[1]
+    return None
+
+
 def _apt_update(k: Kernel, log: Path) -> None:
     # sid's Release files expire within days; a cached root's lists may be older.
     update = ["apt-get", "update", "-q", "-o", "Acquire::Check-Valid-Until=false"]
@@ -209,22 +228,9 @@ def _apt_update(k: Kernel, log: Path) -> None:
 def kernel_package(k: Kernel, log: Path) -> tuple[str, str]:
     """The newest package (name, version) in the root's lists that has k."""
     for attempt in (1, 2):
-        out = subprocess.run(
-            in_root(k.suite.root, "apt-cache", "pkgnames", "linux-"),
-            capture_output=True,
-            text=True,
-        ).stdout.split()
-        names = sorted((n for n in out if re.fullmatch(k.package, n)), key=_version_key)
-        if names:
-            name = names[-1]
-            show = subprocess.run(
-                in_root(k.suite.root, "apt-cache", "show", "--no-all-versions", name),
-                capture_output=True,
-                text=True,
-            ).stdout
-            m = re.search(r"^Version: (\S+)", show, re.M)
-            if m:
-                return name, m[1]
+        found = newest_package(lambda *a: in_root(k.suite.root, "apt-cache", *a), k.package)
+        if found:
+            return found
         if attempt == 1:
             _apt_update(k, log)
     raise StepFailed(f"{k.name}: no package matching {k.package} in the {k.suite.name} root")
@@ -246,19 +252,25 @@ def ensure_kernel(k: Kernel, log: Path) -> Path:
         if run(in_root(k.suite.root, *get, cwd=cwd), log, check=False, timeout=600) != 0:
             _apt_update(k, log)
             run(in_root(k.suite.root, *get, cwd=cwd), log, timeout=600)
-        (deb,) = dl.glob("*.deb")
-        unpacked = dl / "x"
-        run(["dpkg-deb", "-x", deb, unpacked], log)
-        found = sorted(unpacked.glob(k.vmlinuz))
-        if len(found) != 1:
-            raise StepFailed(f"{k.name}: {deb.name} has {len(found)} files {k.vmlinuz}")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        part = dest.with_suffix(".partial")
-        shutil.copyfile(found[0], part)
-        part.rename(dest)
+        vmlinuz_from_deb(dl, k.vmlinuz, dest, log, k.name)
     finally:
         shutil.rmtree(dl, ignore_errors=True)
     return dest
+
+
+def vmlinuz_from_deb(dl: Path, pattern: str, dest: Path, log: Path, who: str) -> None:
+    """The one file matching pattern in the .deb that apt-get downloaded into
+    dl, unpacked there and copied to dest (whole or not at all)."""
+    (deb,) = dl.glob("*.deb")
+    unpacked = dl / "x"
+    run(["dpkg-deb", "-x", deb, unpacked], log)
+    found = sorted(unpacked.glob(pattern))
+    if len(found) != 1:
+        raise StepFailed(f"{who}: {deb.name} has {len(found)} files {pattern}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_suffix(".partial")
+    shutil.copyfile(found[0], part)
+    part.rename(dest)
 
 
 # ---- the images ----
@@ -288,6 +300,16 @@ def cpio_of(root: Path, find_args: list[str], out: Path, log: Path) -> None:
     run(["sh", "-c", cmd], log)
 
 
+def join_cpios(parts: list[Path], initrd: Path) -> Path:
+    """One initrd of several cpio archives, one after the other (the
+    kernel unpacks each in turn, later files over earlier ones)."""
+    with open(initrd, "wb") as out:
+        for part in parts:
+            with open(part, "rb") as f:
+                shutil.copyfileobj(f, out, 1 << 20)
+    return initrd
+
+
 def ensure_image(suite: distros.Suite, log: Path) -> Path:
     """The root as a newc cpio, remade when the recipe or the root changes."""
     stamp = (suite.root / ".pidproc-root.json").read_bytes()
@@ -315,11 +337,9 @@ def ensure_image(suite: distros.Suite, log: Path) -> Path:
     return image
 
 
-INIT = r"""#!/bin/sh
-# /init of a tools/kernels.py VM: mounts, the job, the results out, power off.
-export PATH=/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-export HOME=/root LANG=C.UTF-8 TERM=dumb
-mount -t proc proc /proc
+# What every VM's /init does first (here and in tools/arm64.py): the
+# kernel's file systems, cgroup2, and the loopback interface up.
+VM_SETUP = r"""mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /dev/shm /tmp /run
@@ -333,7 +353,16 @@ import fcntl, socket, struct
 with socket.socket() as s:
     fcntl.ioctl(s, 0x8914, struct.pack("16sH14x", b"lo", 0x1 | 0x40))
 '
-echo "pidproc-vm: userland up $(cut -d" " -f1 /proc/uptime) s, $(uname -r)"
+"""
+
+INIT = (
+    r"""#!/bin/sh
+# /init of a tools/kernels.py VM: mounts, the job, the results out, power off.
+export PATH=/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root LANG=C.UTF-8 TERM=dumb
+"""
+    + VM_SETUP
+    + r"""echo "pidproc-vm: userland up $(cut -d" " -f1 /proc/uptime) s, $(uname -r)"
 %(env)s python3 /pidproc-vm/job.py
 echo "pidproc-vm: job exit $?"
 (cd /results && tar czf - .) | base64 > /dev/ttyS1
@@ -341,6 +370,7 @@ echo "pidproc-vm: results sent"
 echo o > /proc/sysrq-trigger
 sleep 60
 """
+)
 
 
 def build_initrd(
@@ -371,11 +401,7 @@ def build_initrd(
         tree_cpio = work / "tree.cpio"
         cpio_of(root, ["./src", "./venv"], tree_cpio, log)
         cpio_of(stage, ["."], run_cpio, log)
-        initrd = work / "initrd.cpio"
-        with open(initrd, "wb") as out:
-            for part in (image, tree_cpio, run_cpio):
-                with open(part, "rb") as f:
-                    shutil.copyfileobj(f, out, 1 << 20)
+        initrd = join_cpios([image, tree_cpio, run_cpio], work / "initrd.cpio")
         tree_cpio.unlink()
         return initrd
     finally:
@@ -627,52 +653,68 @@ def test_kernel(k: Kernel, args: argparse.Namespace, logs: Path) -> KernelResult
     t0 = time.monotonic()
     try:
         out = boot(k, args, logs, res, stream=False)
-        paths = json.loads((out / "paths.json").read_text())
-        if "error" in paths:
-            raise StepFailed(f"{k.name}: {paths['error']}")
-        res.release, res.glibc, res.python = paths["kernel"], paths["glibc"], paths["python"]
-        res.default_path, res.backends = paths["default"], paths["backends"]
-        res.gates = json.loads((out / "gates.json").read_text())
-        res.behaviour = json.loads((out / "behaviour.json").read_text())
-        done = out / "steps.json"
-        ran = {st["name"]: st for st in json.loads(done.read_text())} if done.exists() else {}
-        for step in make_job(k, args)["steps"]:
-            name, group = step["name"], step["group"]
-            counts = res.runs.setdefault(group, distros.Counts())
-            outcomes = res.outcomes.setdefault(group, {})
-            xml = out / f"junit-{name}.xml"
-            st = ran.get(name)
-            if st is None:
-                res.problems.append(f"{group}: {step['file']} never ran (the VM stopped first)")
-                counts.failed += 1
-                continue
-            res.file_seconds[f"{group} {step['file']}"] = st["seconds"]
-            if st["timed_out"] or not xml.exists():
-                why = "timed out" if st["timed_out"] else f"exited {st['exit']} without a report"
-                res.problems.append(f"{group}: {step['file']} {why} after {st['seconds']} s")
-                counts.failed += 1
-                continue
-            got = distros.junit_counts(xml)
-            found = junit_outcomes(xml)
-            if st["exit"] not in (0, 5) and got.failed == 0:
-                got.failed = 1  # a crashed session counts as a failure
-                res.problems.append(f"{group}: {step['file']} exited {st['exit']}")
-            counts.passed += got.passed
-            counts.failed += got.failed
-            counts.skipped += got.skipped
-            counts.seconds += st["seconds"]
-            outcomes.update(found)
-            bad = [t for t, (o, _) in found.items() if o == "failed"]
-            if bad:
-                res.problems.append(f"{group}: {step['file']}: failed: {', '.join(bad)}")
+        read_vm_results(out, make_job(k, args)["steps"], res, k.name)
         for group, counts in res.runs.items():
             say(f"{k.name}: {group}: {counts} ({counts.seconds:.0f} s)")
-        if "error" in res.behaviour:
-            res.problems.append(f"behaviour probe: {res.behaviour['error']}")
     except StepFailed as e:
         res.problems.append(str(e))
     res.seconds = time.monotonic() - t0
     return res
+
+
+def read_vm_results(out: Path, steps: list[dict[str, Any]], res: KernelResult, who: str) -> None:
+    """What a VM's job (tools/kernels_vm.py) left in out, into res: the
+    paths and gates it found, its behaviour probe, and each step's counts
+    and problems.  A step that never ran, timed out or crashed is a
+    failure; a step marked ``by_exit`` counts by its exit status alone."""
+    paths = json.loads((out / "paths.json").read_text())
+    if "error" in paths:
+        raise StepFailed(f"{who}: {paths['error']}")
+    res.release, res.glibc, res.python = paths["kernel"], paths["glibc"], paths["python"]
+    res.default_path, res.backends = paths["default"], paths["backends"]
+    res.gates = json.loads((out / "gates.json").read_text())
+    res.behaviour = json.loads((out / "behaviour.json").read_text())
+    done = out / "steps.json"
+    ran = {st["name"]: st for st in json.loads(done.read_text())} if done.exists() else {}
+    for step in steps:
+        name, group = step["name"], step["group"]
+        counts = res.runs.setdefault(group, distros.Counts())
+        outcomes = res.outcomes.setdefault(group, {})
+        st = ran.get(name)
+        if st is None:
+            res.problems.append(f"{group}: {step['file']} never ran (the VM stopped first)")
+            counts.failed += 1
+            continue
+        res.file_seconds[f"{group} {step['file']}"] = st["seconds"]
+        if step.get("by_exit"):
+            ok = st["exit"] == 0 and not st["timed_out"]
+            counts.passed += ok
+            counts.failed += not ok
+            counts.seconds += st["seconds"]
+            if not ok:
+                res.problems.append(f"{group}: {step['file']} exited {st['exit']}")
+            continue
+        xml = out / f"junit-{name}.xml"
+        if st["timed_out"] or not xml.exists():
+            why = "timed out" if st["timed_out"] else f"exited {st['exit']} without a report"
+            res.problems.append(f"{group}: {step['file']} {why} after {st['seconds']} s")
+            counts.failed += 1
+            continue
+        got = distros.junit_counts(xml)
+        found = junit_outcomes(xml)
+        if st["exit"] not in (0, 5) and got.failed == 0:
+            got.failed = 1  # a crashed session counts as a failure
+            res.problems.append(f"{group}: {step['file']} exited {st['exit']}")
+        counts.passed += got.passed
+        counts.failed += got.failed
+        counts.skipped += got.skipped
+        counts.seconds += st["seconds"]
+        outcomes.update(found)
+        bad = [t for t, (o, _) in found.items() if o == "failed"]
+        if bad:
+            res.problems.append(f"{group}: {step['file']}: failed: {', '.join(bad)}")
+    if "error" in res.behaviour:
+        res.problems.append(f"behaviour probe: {res.behaviour['error']}")
 
 
 # ---- the gated tests ----
@@ -780,45 +822,38 @@ def report(results: list[KernelResult], total: float) -> tuple[str, list[str]]:
 # ---- entry ----
 
 
-def enter_private_namespace(argv: list[str]) -> None:
-    """Re-exec in a private mount namespace: its mounts die with it."""
-    if os.environ.get(NS_MARK) == "1":
-        return
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        raise SystemExit("tools/kernels.py needs unshare (util-linux)")
-    env = dict(os.environ, **{NS_MARK: "1", distros.NS_MARK: "1"})
-    here = str(Path(__file__).resolve())
-    args = [unshare, "--mount", "--propagation", "private", "--", sys.executable, here, *argv]
-    os.execve(unshare, args, env)
-
-
-def parse(argv: list[str]) -> argparse.Namespace:
+def vm_parser(
+    kernels: list[str], files: tuple[str, ...], files_help: str, forced_files: tuple[str, ...],
+    rebuild_help: str,
+) -> argparse.ArgumentParser:  # fmt: skip
+    """The arguments every VM tool takes (here and tools/arm64.py)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--kernel", action="append", choices=sorted(KERNELS), help="only this one (repeatable)"
+        "--kernel", action="append", choices=kernels, help="only this one (repeatable)"
     )
     parser.add_argument("--run", metavar="CMD", help="run CMD in the VM (one --kernel), no tests")
     parser.add_argument(
         "--files",
-        default=" ".join(KERNEL_FILES),
-        help='what runs on the default path (space-separated; "tests bench": the whole suite)',
+        default=" ".join(files),
+        help=f"what runs on the default path (space-separated; {files_help})",
     )
     parser.add_argument(
         "--forced-files",
-        default=" ".join(KERNEL_FORCED_FILES),
+        default=" ".join(forced_files),
         help="what runs again on each other path (any of tools/distros.py's FORCED_FILES)",
     )
     parser.add_argument("--timeout", type=float, default=VM_TIMEOUT, help="per VM, seconds")
     parser.add_argument(
         "--file-timeout", type=float, default=FILE_TIMEOUT, help="per test file, seconds"
     )
-    parser.add_argument("--rebuild", action="store_true", help="build the roots from scratch")
+    parser.add_argument("--rebuild", action="store_true", help=rebuild_help)
     parser.add_argument("--json", help="write the results here too")
     parser.epilog = "Arguments after -- reach pytest unchanged."
-    own, extra = (
-        (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
-    )
+    return parser
+
+
+def parse_vm_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    own, extra = distros.split_pytest_args(argv)
     args = parser.parse_args(own)
     args.pytest_args = extra
     args.files = args.files.split()
@@ -826,6 +861,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if args.run is not None and len(args.kernel or ()) != 1:
         parser.error("--run needs exactly one --kernel")
     return args
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = vm_parser(
+        sorted(KERNELS), KERNEL_FILES, '"tests bench": the whole suite', KERNEL_FORCED_FILES,
+        "build the roots from scratch",
+    )  # fmt: skip
+    return parse_vm_args(parser, argv)
 
 
 def our_children() -> list[int]:
@@ -857,11 +900,75 @@ def end_leftovers() -> list[str]:
     return left
 
 
+def side_by_side(
+    names: list[str], work: Callable[[str], None], also_stop: Callable[[], None] = lambda: None
+) -> int | None:
+    """work(name) for each VM, side by side, one thread each: None once all
+    are done; after SIGINT/SIGTERM, every VM killed (and also_stop() called
+    while they stop) and the exit status, 130 or 143.
+
+    Each VM is CPU-bound under TCG, so on two free cores this is no faster
+    than one after the other; on cores shared with other work it is, by the
+    share of the CPU their threads get.  Each thread says it is done with an
+    Event: a Thread.join() cut short by a signal can leave the thread marked
+    as finished while it still runs (CPython before 3.12), and the cleanup
+    must not believe that."""
+    done = {name: threading.Event() for name in names}
+
+    def one(name: str) -> None:
+        try:
+            work(name)
+        finally:
+            done[name].set()
+
+    threads = [threading.Thread(target=one, args=(name,), name=name) for name in names]
+    try:
+        for t in threads:
+            t.start()
+        for ev in done.values():
+            while not ev.wait(0.5):
+                pass
+    except (KeyboardInterrupt, distros.Interrupted) as e:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # let the cleanup finish
+        say(f"interrupted ({str(e) or 'SIGINT'}): killing the VMs and what else runs")
+        distros.STOPPING.set()  # no step starts from now on
+        deadline = time.monotonic() + 60
+        while not all(ev.is_set() for ev in done.values()) and time.monotonic() < deadline:
+            distros.end_all_steps()
+            also_stop()
+            time.sleep(0.2)
+        left = end_leftovers()
+        say(f"stopped; processes left and killed: {left or 'none'}")
+        return 130 if isinstance(e, KeyboardInterrupt) else 143
+    return None
+
+
+def conclude(
+    failures: list[str], violations: list[str], results: list[KernelResult], json_path: str | None
+) -> list[str]:
+    """The run's failures, with what every VM run must also leave right: the
+    gates' relations, no mount and no process left behind; printed, and
+    the results written to json_path if given."""
+    failures = [*failures, *(f"gate relation: {v}" for v in violations)]
+    left = distros.mounts_under(CACHE)
+    if left:
+        failures.append(f"mounts left behind: {left}")
+    vms = end_leftovers()
+    if vms:
+        failures.append(f"processes left running (killed now): {vms}")
+    if json_path:
+        Path(json_path).write_text(json.dumps([dataclasses.asdict(r) for r in results], indent=1))
+    for f in failures:
+        print(f"FAILED {f}", file=sys.stderr)
+    return failures
+
+
 def main(argv: list[str]) -> int:
     if distros.lacks_root("tools/kernels.py", "chroot, mount and the roots' builds do"):
         return 2
     args = parse(argv)
-    enter_private_namespace(argv)
+    distros.enter_private_namespace(argv, __file__, NS_MARK)
     distros.stop_cleanly_on_signals()
     logs = CACHE / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -886,59 +993,26 @@ def main(argv: list[str]) -> int:
         return rc
 
     results: dict[str, KernelResult] = {}
-    # The VMs side by side, one thread each.  Each is CPU-bound under TCG,
-    # so on two free cores this is no faster than one after the other; on
-    # cores shared with other work it is, by the share of the CPU their
-    # threads get.  Each thread says it is done with an Event: a
-    # Thread.join() cut short by a signal can leave the thread marked as
-    # finished while it still runs (CPython before 3.12), and the cleanup
-    # below must not believe that.
-    done = {k.name: threading.Event() for k in kernels}
 
-    def work(k: Kernel) -> None:
+    def work(name: str) -> None:
+        k = KERNELS[name]
         try:
-            results[k.name] = test_kernel(k, args, logs)
+            results[name] = test_kernel(k, args, logs)
         except Exception as e:  # a bug here must still fail the run, loudly
-            results[k.name] = KernelResult(k.name, problems=[f"{type(e).__name__}: {e}"])
-        finally:
-            done[k.name].set()
+            results[name] = KernelResult(name, problems=[f"{type(e).__name__}: {e}"])
 
-    threads = [threading.Thread(target=work, args=(k,), name=k.name) for k in kernels]
-    try:
-        for t in threads:
-            t.start()
-        for ev in done.values():
-            while not ev.wait(0.5):
-                pass
-    except (KeyboardInterrupt, distros.Interrupted) as e:
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)  # let the cleanup finish
-        say(f"interrupted ({str(e) or 'SIGINT'}): killing the VMs and what else runs")
-        distros.STOPPING.set()  # no step starts from now on
-        deadline = time.monotonic() + 60
-        while not all(ev.is_set() for ev in done.values()) and time.monotonic() < deadline:
-            distros.end_all_steps()
-            for k in kernels:
-                distros.kill_processes_in(k.suite.root)
-            time.sleep(0.2)
-        left = end_leftovers()
-        say(f"stopped; processes left and killed: {left or 'none'}")
-        return 130 if isinstance(e, KeyboardInterrupt) else 143
+    def also_stop() -> None:
+        for k in kernels:
+            distros.kill_processes_in(k.suite.root)
+
+    stopped = side_by_side([k.name for k in kernels], work, also_stop)
+    if stopped is not None:
+        return stopped
     flat = [results[k.name] for k in kernels if k.name in results]
     text, violations = report(flat, time.monotonic() - t0)
     print(text)
     failures = [f"{r.kernel}: {p}" for r in flat for p in r.problems]
-    failures += [f"gate relation: {v}" for v in violations]
-    left = distros.mounts_under(CACHE)
-    if left:
-        failures.append(f"mounts left behind: {left}")
-    vms = end_leftovers()
-    if vms:
-        failures.append(f"processes left running (killed now): {vms}")
-    if args.json:
-        Path(args.json).write_text(json.dumps([dataclasses.asdict(r) for r in flat], indent=1))
-    for f in failures:
-        print(f"FAILED {f}", file=sys.stderr)
+    failures = conclude(failures, violations, flat, args.json)
     return 0 if not failures and len(flat) == len(kernels) else 1
 
 
