@@ -60,8 +60,12 @@ from ._popen import Popen
 _USE_PIDFD = True
 # A pidfd readable but the child not reapable yet (another thread is inside
 # this Popen's wait() and holds its lock, or a tracer holds the child): look
-# again after this many seconds rather than spin on a level-triggered fd.
-_RETRY_AFTER = 0.002
+# again after _RETRY_FIRST seconds rather than spin on a level-triggered fd,
+# doubling the pause up to _RETRY_MAX while it lasts. The first looks are
+# quick because the other thread usually reaps within microseconds; the cap
+# bounds how late an exit is noticed when it does not.
+_RETRY_FIRST = 0.002
+_RETRY_MAX = 0.05
 # A loop closed under a running child: how long close() waits for the child
 # it killed before leaving it to subprocess's own cleanup (SIGKILL takes
 # effect in microseconds unless the child is stuck in the kernel).
@@ -79,6 +83,7 @@ class PidfdSubprocessTransport(base_subprocess.BaseSubprocessTransport):
     # _proc, which the base class drops when the connection is lost).
     _pinned: subprocess.Popen[Any] | None = None
     _retry: asyncio.TimerHandle | None = None
+    _retry_after = _RETRY_FIRST
     _thread: threading.Thread | None = None
 
     def _start(
@@ -166,9 +171,10 @@ class PidfdSubprocessTransport(base_subprocess.BaseSubprocessTransport):
             return
         returncode = self._reap()
         if returncode is None:
-            # Readable but not reaped: see _RETRY_AFTER.
+            # Readable but not reaped: see _RETRY_FIRST.
             self._loop.remove_reader(self._reader_fd)
-            self._retry = self._loop.call_later(_RETRY_AFTER, self._rearm)
+            self._retry = self._loop.call_later(self._retry_after, self._rearm)
+            self._retry_after = min(self._retry_after * 2, _RETRY_MAX)
             return
         self._exited(returncode)
 
