@@ -507,7 +507,9 @@ def make_job(args: argparse.Namespace) -> dict[str, Any]:
              "argv": ["sh", "-c", stack], "env": {}, "timeout": args.file_timeout,
              "by_exit": True}
         )  # fmt: skip
-    return {"mode": "test", "command": "", "steps": steps}
+    return {
+        "mode": "test", "command": "", "steps": steps, "deadline": kernels.vm_deadline(args.timeout)
+    }  # fmt: skip
 
 
 def build_initrd(image: Path, job: dict[str, Any], work: Path, log: Path) -> Path:

@@ -106,6 +106,9 @@ MEMORY_MB = 3072
 SMP = 2
 # A whole VM (boot, gates, the suite, the forced reruns); beyond this it hangs.
 VM_TIMEOUT = 2400
+# Kept free at the end of a VM's time for its results to leave over the
+# serial port: the steps inside stop this long before the VM's timeout.
+RESULTS_MARGIN = 120
 FILE_TIMEOUT = 600
 
 BOOKWORM = distros.Suite("bookworm", ("3.11",), ("libpython3.11-testsuite",))
@@ -569,7 +572,12 @@ def make_job(k: Kernel, args: argparse.Namespace) -> dict[str, Any]:
             continue  # that is what the suite run took
         for f in forced:
             add(f"forced-{name}", f, ["-p", "tools.forced_path_plugin"], {"PIDPROC_BACKEND": name})
-    return {"mode": "test", "command": "", "steps": steps}
+    return {"mode": "test", "command": "", "steps": steps, "deadline": vm_deadline(args.timeout)}
+
+
+def vm_deadline(timeout: float) -> float:
+    """The guest uptime by which a VM's steps must end (see RESULTS_MARGIN)."""
+    return max(timeout - RESULTS_MARGIN, 0.0)
 
 
 def boot(k: Kernel, args: argparse.Namespace, logs: Path, res: KernelResult, stream: bool) -> Path:
@@ -682,7 +690,8 @@ def read_vm_results(out: Path, steps: list[dict[str, Any]], res: KernelResult, w
         outcomes = res.outcomes.setdefault(group, {})
         st = ran.get(name)
         if st is None:
-            res.problems.append(f"{group}: {step['file']} never ran (the VM stopped first)")
+            why = "the VM ran out of time, or its job stopped, first"
+            res.problems.append(f"{group}: {step['file']} never ran ({why})")
             counts.failed += 1
             continue
         res.file_seconds[f"{group} {step['file']}"] = st["seconds"]
@@ -715,6 +724,48 @@ def read_vm_results(out: Path, steps: list[dict[str, Any]], res: KernelResult, w
             res.problems.append(f"{group}: {step['file']}: failed: {', '.join(bad)}")
     if "error" in res.behaviour:
         res.problems.append(f"behaviour probe: {res.behaviour['error']}")
+    else:
+        res.problems += behaviour_problems(res.behaviour, res.gates)
+
+
+def behaviour_problems(b: dict[str, Any], gates: dict[str, Any]) -> list[str]:
+    """What pidproc did with a foreign reaper and with a process that is not
+    its child (tools/kernels_vm.py's probe), against what README.md says it
+    does on a kernel with these gates: each difference, worded."""
+
+    def is_open(gate: str) -> bool:
+        return bool(gates.get(gate, {}).get("open"))
+
+    exit_kept, get_info = is_open("PIDFD_INFO_EXIT"), is_open("PIDFD_GET_INFO")
+    pidfs = is_open("pidfs")
+    identity = b.get("nonchild_identity", {})
+    expected: list[tuple[str, bool, str]] = [
+        # (what, holds, what was expected)
+        ("a child reaped by someone else: wait()",
+         b.get("foreign_reap_returncode") == (5 if exit_kept else 0),
+         "its real status, 5" if exit_kept else "0, as the stdlib says"),
+        ("PidFd.pid of a non-child", b.get("nonchild_pid_ok") is True, "its PID"),
+        ("PidFd.info().pid of a non-child",
+         b.get("nonchild_info_pid") is True if get_info
+         else "needs Linux 6.13" in str(b.get("nonchild_info_pid")),
+         "its PID" if get_info else "OSError naming Linux 6.13"),
+        ("two PidFds of one non-child compare equal",
+         identity.get("equal") is pidfs, "equal (pidfs)" if pidfs else "unequal (no pidfs)"),
+        ("PidFd.inode of a non-child",
+         isinstance(identity.get("inode"), int) if pidfs
+         else "needs pidfs" in str(identity.get("inode")),
+         "an inode number" if pidfs else "OSError naming pidfs"),
+        ("wait() of a non-child that exits 0",
+         b.get("nonchild_wait") == (0 if exit_kept else None),
+         "0, once its parent reaped it" if exit_kept else "None, at its exit"),
+        ("PidFd.pid after the non-child was reaped",
+         b.get("nonchild_pid_after_reap") == "ProcessLookupError", "ProcessLookupError"),
+    ]  # fmt: skip
+    return [
+        f"behaviour: {what}: expected {want}; got {json.dumps(b)}"
+        for what, holds, want in expected
+        if not holds
+    ]
 
 
 # ---- the gated tests ----

@@ -7,7 +7,13 @@ and prints its progress to the console.  Only the standard library and
 pidproc: the oldest CPython here is bookworm's 3.11.
 
     job.json = {"mode": "test" | "run", "command": str, "steps": [...],
-                "env": {...}, "step_timeout": seconds}
+                "deadline": seconds of uptime by which the steps must end}
+    a step   = {"name": str, "argv": [...], "env": {...}, "timeout": seconds}
+
+The host kills the VM at its own timeout, and results only leave the VM at
+the end; so the steps stop at the deadline (a step running then is ended
+and counts as timed out, those after it are not started and the host
+reports them as never run) and what ran comes back.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from typing import Any
 
 RESULTS = Path("/results")
 JOB = json.loads(Path("/pidproc-vm/job.json").read_text())
+# A step with less time than this left before the deadline is not started.
+MIN_STEP_SECONDS = 30.0
 
 
 def uptime() -> float:
@@ -248,12 +256,13 @@ with pidproc.PidFd.open(grandchild) as pf, pidproc.PidFd.open(grandchild) as aga
     t0 = time.monotonic()
     out["nonchild_wait"] = pf.wait(timeout=30)
     out["nonchild_wait_seconds"] = round(time.monotonic() - t0, 2)
+    # Exited is not reaped: its parent reaps it, and exits, only now.
+    holder.wait()
     try:
         pf.pid
         out["nonchild_pid_after_reap"] = "no error"
     except OSError as e:
         out["nonchild_pid_after_reap"] = type(e).__name__
-holder.wait()
 print(json.dumps(out))
 """
 
@@ -327,9 +336,16 @@ def main() -> int:
     behaviour = json_of(BEHAVIOUR, "behaviour")
     (RESULTS / "behaviour.json").write_text(json.dumps(behaviour))
     say(f"behaviour: {behaviour}")
-    steps = []
+    steps: list[dict[str, Any]] = []
+    deadline = float(JOB.get("deadline", float("inf")))
     for step in JOB["steps"]:
-        steps.append(run_step(step["name"], step["argv"], step.get("env", {}), step["timeout"]))
+        left = deadline - uptime()
+        if left < MIN_STEP_SECONDS:
+            not_started = ", ".join(s["name"] for s in JOB["steps"][len(steps) :])
+            say(f"out of time ({deadline:.0f} s of uptime allowed); not started: {not_started}")
+            break
+        timeout = min(step["timeout"], left)
+        steps.append(run_step(step["name"], step["argv"], step.get("env", {}), timeout))
         (RESULTS / "steps.json").write_text(json.dumps(steps, indent=1))
     return 0
 
