@@ -58,7 +58,10 @@ What runs (ARM_FILES): the spawn-path files (test_backends,
 test_small_stacks, test_child_state and test_pidfd_spawn_path run every path
 themselves), the toolkit files whose calls carry structs or option numbers
 to the kernel (test_pidfd_handle, test_peer) and test_kernel_abi (the same
-numbers and layouts against the arm64 root's C headers), then ARM_FORCED_FILES again
+numbers and layouts against the arm64 root's C headers), the lifecycle
+options (test_lifecycle_options: on 7.2 the clone3 flags 7.1 added, through
+the trampoline) and the Popen's own lifecycle (test_lifecycle, less the
+loops kernels.DESELECT leaves out), then ARM_FORCED_FILES again
 with clone, fork and pid forced by PIDPROC_BACKEND, and ``python -m
 tests.child_stack`` (the child's stack use, measured on aarch64).  Under
 TCG that is most of an hour with both kernels, so CI runs ``--ci``
@@ -157,6 +160,8 @@ ARM_FILES = (
     "tests/test_pidfd_handle.py",
     "tests/test_peer.py",
     "tests/test_kernel_abi.py",
+    "tests/test_lifecycle_options.py",
+    "tests/test_lifecycle.py",
 )
 # test_child_state runs every path itself (the ``backend`` fixture): forced,
 # all of it would be deselected.
@@ -166,7 +171,9 @@ DEFAULT_PATH = "clone3"  # bookworm's glibc has no pidfd_spawn
 # that carry the trampoline and the kernel ABI: the paths and their syscalls
 # (test_backends runs each path and checks its clone3/clone under strace),
 # the child's state on every path, the toolkit's structs and option numbers
-# against the kernel, and the same against the C headers.  No forced reruns,
+# against the kernel, the same against the C headers, and the lifecycle
+# options (7.2 takes CLONE_PIDFD_AUTOKILL, CLONE_AUTOREAP and CLONE_NNP, and
+# CLONE_INTO_CGROUP, all through the trampoline).  No forced reruns,
 # no stack measurement.  Without a cached root, only if CI's time so far
 # leaves room to build one (measured: 19.5 min, plus 2.5 for the kernel and
 # the image) and run within CI_BUDGET.
@@ -181,6 +188,7 @@ CI_FILES = (
     "tests/test_pidfd_handle.py",
     "tests/test_backends.py",
     "tests/test_child_state.py",
+    "tests/test_lifecycle_options.py",
 )
 
 
@@ -486,7 +494,9 @@ def make_job(args: argparse.Namespace) -> dict[str, Any]:
 
     def add(group: str, f: str, extra: list[str], env: dict[str, str]) -> None:
         name = f"{group}--{Path(f).stem}"
-        argv = [*pytest, f"--junitxml=/results/junit-{name}.xml", *extra, f, *args.pytest_args]
+        drop = [a for d in kernels.DESELECT if d.startswith(f"{f}::") for a in ("--deselect", d)]
+        argv = [*pytest, f"--junitxml=/results/junit-{name}.xml", *extra, *drop, f]
+        argv += args.pytest_args
         steps.append(
             {"name": name, "group": group, "file": f, "argv": argv, "env": env,
              "timeout": args.file_timeout}
