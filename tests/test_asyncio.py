@@ -415,21 +415,29 @@ def test_loop_closed_while_children_run(no_leaks: None) -> None:
     assert not pids & {pid for pid, _ in children()}
 
 
-def test_loop_closed_on_the_thread_path(monkeypatch: Any, no_leaks: None) -> None:
+def test_loop_closed_on_the_thread_path(monkeypatch: Any, tmp_path: Any, no_leaks: None) -> None:
     """Without pidfds a thread waits for each child, as asyncio's
     ThreadedChildWatcher does, and keeps its transport alive until the exit:
     after a closed loop the children run to their end and are reaped."""
     monkeypatch.setattr(_aio_transport, "_USE_PIDFD", False)
     loop = asyncio.new_event_loop()
+    # The children end when told to, after the loop is closed: a fixed sleep
+    # could end before the last one is even started on a slow machine.
+    go = tmp_path / "go"
+    wait_for_go = f"while [ ! -e {go} ]; do sleep 0.02; done"
 
     async def start() -> list[pa.Process]:
-        return [await pa.create_subprocess_exec("sleep", "0.2", stdout=pa.PIPE) for _ in range(3)]
+        return [
+            await pa.create_subprocess_exec("sh", "-c", wait_for_go, stdout=pa.PIPE)
+            for _ in range(3)
+        ]
 
     procs = loop.run_until_complete(start())
     pids = {p.pid for p in procs}
     waiters = [t for t in threading.enumerate() if t.name.startswith("pidproc-asyncio-wait-")]
-    assert len(waiters) == 3
     loop.close()
+    go.touch()
+    assert len(waiters) == 3
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
         del procs
