@@ -38,7 +38,6 @@ the stdlib holds it (``_fdbudget``).
 from __future__ import annotations
 
 import os
-import resource
 import signal
 import subprocess
 import threading
@@ -67,6 +66,7 @@ from ._stdlib import ChildArgs
 TYPE_CHECKING = False  # typing stays unloaded at run time (see __init__)
 if TYPE_CHECKING:
     import inspect
+    import resource
     from typing import Any
 
     from ._lifecycle import Lifecycle
