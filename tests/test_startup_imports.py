@@ -28,7 +28,6 @@ NOT_AT_IMPORT = frozenset(
         "inspect",
         "linecache",
         "re",  # 3.10's subprocess does not import it; 3.11+'s does
-        "resource",
         "socket",
         "struct",
         "tokenize",

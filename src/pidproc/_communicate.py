@@ -129,7 +129,11 @@ def _fingerprint(func: Any) -> str | None:
     code = getattr(func, "__code__", None)
     if code is None:
         return None
-    import linecache  # first communicate() only: it imports tokenize
+    try:  # at the first communicate(), not at import: linecache imports tokenize
+        import linecache
+        import zlib  # noqa: F401  (for fingerprint_lines)
+    except OSError:  # no fd free to open them: not recognised, as an unreadable source
+        return None
 
     lines = linecache.getlines(code.co_filename, getattr(func, "__globals__", None))
     last = _last_line(code)

@@ -32,14 +32,16 @@ spawn).  A program that wants more room raises it itself.
 
 from __future__ import annotations
 
+# Imported here, not in fits(): fits() runs once a child exists, where an
+# import that fails (no fd free to open the module) would leave it behind.
+import resource
+
 # The share of the soft limit kept free for the program: the top quarter.
 _KEEP_FREE_DIVISOR = 4
 
 
 def fits(fd: int) -> bool:
     """True if a pidfd numbered ``fd`` may be kept (see the module docstring)."""
-    import resource  # at the first spawn, not at import: a C extension to load
-
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if soft == resource.RLIM_INFINITY:
         return True

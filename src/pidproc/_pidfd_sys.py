@@ -77,7 +77,10 @@ def returncode_after_reap(fd: int) -> int | None:
     kernel keeps it (PIDFD_INFO_EXIT, Linux 6.15+); else None."""
     # Loaded here, not at import: only a foreign reap gets here, and the
     # module defines the dataclass PidfdInfo (dataclasses is costly to import).
-    from ._pidfd_info import exit_status_after_reap
+    try:
+        from ._pidfd_info import exit_status_after_reap
+    except OSError:  # no fd free to open the module: as where the kernel keeps nothing
+        return None
 
     status = exit_status_after_reap(fd)
     return None if status is None else os.waitstatus_to_exitcode(status)

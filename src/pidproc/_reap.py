@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
 import select
 from collections.abc import Callable
 
@@ -30,7 +31,6 @@ from ._native import MISSING, ffi, lib
 
 TYPE_CHECKING = False  # typing stays unloaded at run time (see __init__)
 if TYPE_CHECKING:
-    import resource
     from typing import Any
 
 # Each a default argument in wait(): Popen.__del__ reaps through it, possibly
@@ -83,8 +83,6 @@ def _wait_autoreaped(handle: Any, flags: int) -> os.waitid_result | None:
 
 def rusage_of(handle: Any) -> resource.struct_rusage | None:
     """The waitid's rusage as ``resource.struct_rusage`` (os.wait4's type)."""
-    import resource  # on first use, not at import: a C extension to load
-
     ru = handle.rusage
     if ru is None:
         return None

@@ -35,7 +35,7 @@ where it no longer holds, instead of pidproc quietly behaving differently.
 
 from __future__ import annotations
 
-import functools
+import errno
 import os
 import subprocess
 from collections.abc import Callable, Mapping
@@ -209,24 +209,35 @@ def _posix_spawn_condition(source: str) -> CodeType | None:
         return None
 
 
-def _read_posix_spawn_condition() -> CodeType | None:
-    path = getattr(subprocess, "__file__", None)
-    if not path:
-        return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            return _posix_spawn_condition(f.read())
-    except (OSError, UnicodeDecodeError):
-        return None
+_condition: CodeType | None = None
+_condition_read = False
+# Errors that say nothing about the file: no fd free, no memory.  The next
+# spawn that needs the condition reads it again.
+_TRANSIENT = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EINTR, errno.EAGAIN})
 
 
-@functools.cache
 def posix_spawn_condition() -> CodeType | None:
-    """The condition, read at its first use rather than at import (reading
-    and searching subprocess.py cost more than the rest of this module), by
-    the first spawn that needs it: one with env, cwd, pass_fds, ... (see
-    ``dispatch.spawn_c``)."""
-    return _read_posix_spawn_condition()
+    """The condition, read from subprocess.py at its first use rather than
+    at import (reading and searching the file cost more than the rest of
+    this module), by the first spawn that needs it: one with env, cwd,
+    pass_fds, ... (see ``dispatch.spawn_c``).  None where it cannot be read."""
+    global _condition, _condition_read
+    if not _condition_read:
+        path = getattr(subprocess, "__file__", None)
+        try:
+            import re  # noqa: F401  (for _posix_spawn_condition; not loaded by 3.10's subprocess)
+
+            with open(path or "", encoding="utf-8") as f:
+                source = f.read()
+        except OSError as e:
+            if e.errno in _TRANSIENT:
+                return None  # not kept: read again next time
+            source = ""
+        except UnicodeDecodeError:
+            source = ""
+        _condition = _posix_spawn_condition(source)
+        _condition_read = True
+    return _condition
 
 
 def would_posix_spawn(a: ChildArgs, executable: Any) -> bool:
