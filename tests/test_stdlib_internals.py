@@ -6,7 +6,6 @@ pidproc quietly behave differently from the stdlib there.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import os
 import subprocess
@@ -26,10 +25,11 @@ def test_child_args_follow_this_stdlibs_execute_child() -> None:
     this version's parameters in this version's order (3.10-3.15 so far);
     any extra field of ours has a default."""
     theirs = list(inspect.signature(subprocess.Popen._execute_child).parameters)[1:]  # type: ignore[attr-defined]
-    fields = dataclasses.fields(_stdlib.ChildArgs)
-    assert [f.name for f in fields][: len(theirs)] == theirs
-    extra = fields[len(theirs) :]
-    assert all(f.default is not dataclasses.MISSING for f in extra), extra
+    ours = list(inspect.signature(_stdlib.ChildArgs).parameters.values())
+    assert [p.name for p in ours] == list(_stdlib.ChildArgs.FIELDS)
+    assert [p.name for p in ours][: len(theirs)] == theirs
+    extra = ours[len(theirs) :]
+    assert all(p.default is not inspect.Parameter.empty for p in extra), extra
     assert _stdlib.STDLIB_PARAMETERS == theirs
 
 
@@ -37,8 +37,9 @@ def test_the_posix_spawn_condition_is_read_from_this_stdlib() -> None:
     source = inspect.getsource(subprocess.Popen._execute_child)  # type: ignore[attr-defined]
     if "_USE_POSIX_SPAWN" not in source:
         pytest.skip("this stdlib never calls os.posix_spawn")
-    assert _stdlib.POSIX_SPAWN_CONDITION is not None
-    names = set(_stdlib.POSIX_SPAWN_CONDITION.co_names)
+    condition = _stdlib.posix_spawn_condition()
+    assert condition is not None
+    names = set(condition.co_names)
     assert {"_USE_POSIX_SPAWN", "executable", "close_fds", "pass_fds", "cwd"} <= names
 
 
@@ -56,7 +57,9 @@ def _args(**changes: object) -> _stdlib.ChildArgs:
 def test_the_posix_spawn_condition_answers_as_the_stdlib_decides() -> None:
     """Checked against the stdlib's own decision: os.posix_spawn is called
     (a stand-in records the call) exactly where the condition says."""
-    if _stdlib.POSIX_SPAWN_CONDITION is None or not getattr(subprocess, "_USE_POSIX_SPAWN", False):
+    if _stdlib.posix_spawn_condition() is None or not getattr(
+        subprocess, "_USE_POSIX_SPAWN", False
+    ):
         pytest.skip("this stdlib never calls os.posix_spawn here")
     cases = [
         _args(), _args(close_fds=False), _args(close_fds=False, cwd="/"),

@@ -11,9 +11,12 @@ from __future__ import annotations
 import functools
 import subprocess
 import types
-from typing import Any
 
 from ._popen import Popen
+
+TYPE_CHECKING = False  # typing stays unloaded at run time (see __init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 _NAMES = ("run", "call", "check_call", "check_output", "getoutput", "getstatusoutput")
 _namespace: dict[str, Any] = dict(vars(subprocess))

@@ -40,18 +40,18 @@ from __future__ import annotations
 import fcntl
 import functools
 import io
-import linecache
 import math
 import os
 import select
 import subprocess
 import types
-import zlib
-from dataclasses import dataclass
 from time import monotonic as _time
-from typing import Any
 
 from ._stdlib import STDLIB_COMMUNICATE
+
+TYPE_CHECKING = False  # typing stays unloaded at run time (see __init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 # The first read of a stream asks for a default pipe's worth: a read that
 # gets all of it means the pipe was full, and the stream is large.
@@ -61,17 +61,42 @@ _LARGE_READ = 1024 * 1024  # the read size of a large stream
 _GROWN_PIPE = 1024 * 1024  # what a large stream's pipe is grown to, at most
 
 
-@dataclass(frozen=True)
 class _Semantics:
-    """Where CPython versions' ``_communicate`` differ, as they do it."""
+    """Where CPython versions' ``_communicate`` differ, as they do it.
 
-    flush_closed_ok: bool  # stdin.flush() on a closed stdin: ignored, not ValueError
-    stdin_while_pending: bool  # stdin fed while saved input remains, not only with input=
-    timeout_at_zero: bool  # no time left (<= 0) is a timeout, not only < 0
-    wait_keeps_timeout: bool  # TimeoutExpired from the final wait names orig_timeout
-    eof_counts: bool  # the EOF read counts as output read (TimeoutExpired.output b"")
-    guarded_close: bool  # errors closing a finished pipe ignored
-    offset_at_end: bool  # input offset saved when the loop ends, not per write
+    A plain class: ``dataclasses`` is not imported on ``import pidproc``."""
+
+    __slots__ = (
+        "flush_closed_ok",
+        "stdin_while_pending",
+        "timeout_at_zero",
+        "wait_keeps_timeout",
+        "eof_counts",
+        "guarded_close",
+        "offset_at_end",
+    )
+
+    def __init__(
+        self,
+        flush_closed_ok: bool,  # stdin.flush() on a closed stdin: ignored, not ValueError
+        stdin_while_pending: bool,  # stdin fed while saved input remains, not only with input=
+        timeout_at_zero: bool,  # no time left (<= 0) is a timeout, not only < 0
+        wait_keeps_timeout: bool,  # TimeoutExpired from the final wait names orig_timeout
+        eof_counts: bool,  # the EOF read counts as output read (TimeoutExpired.output b"")
+        guarded_close: bool,  # errors closing a finished pipe ignored
+        offset_at_end: bool,  # input offset saved when the loop ends, not per write
+    ) -> None:
+        self.flush_closed_ok = flush_closed_ok
+        self.stdin_while_pending = stdin_while_pending
+        self.timeout_at_zero = timeout_at_zero
+        self.wait_keeps_timeout = wait_keeps_timeout
+        self.eof_counts = eof_counts
+        self.guarded_close = guarded_close
+        self.offset_at_end = offset_at_end
+
+    def __repr__(self) -> str:
+        values = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
+        return f"_Semantics({values})"
 
 
 _V310 = _Semantics(False, False, False, False, True, False, False)
@@ -104,6 +129,12 @@ def _fingerprint(func: Any) -> str | None:
     code = getattr(func, "__code__", None)
     if code is None:
         return None
+    try:  # at the first communicate(), not at import: linecache imports tokenize
+        import linecache
+        import zlib  # noqa: F401  (for fingerprint_lines)
+    except OSError:  # no fd free to open them: not recognised, as an unreadable source
+        return None
+
     lines = linecache.getlines(code.co_filename, getattr(func, "__globals__", None))
     last = _last_line(code)
     if not lines or last > len(lines):
@@ -130,6 +161,8 @@ def fingerprint_lines(lines: list[str]) -> str:
     changes it.  Plain text and zlib's two checksums, not tokenize and a
     cryptographic hash: this runs at the first communicate() of every
     process, and tokenizing the stdlib's loop cost more than a spawn."""
+    import zlib  # first communicate() only
+
     kept = []
     for line in lines:
         text = line.strip()

@@ -12,10 +12,13 @@ number, so a backport is honoured too.
 from __future__ import annotations
 
 import os
-from typing import Any, NoReturn
 
 from ._native import lib
 from ._stdlib import SPLITS_CHDIR
+
+TYPE_CHECKING = False  # typing stays unloaded at run time (see __init__)
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 
 class BackendUnavailable(RuntimeError):

@@ -32,6 +32,8 @@ spawn).  A program that wants more room raises it itself.
 
 from __future__ import annotations
 
+# Imported here, not in fits(): fits() runs once a child exists, where an
+# import that fails (no fd free to open the module) would leave it behind.
 import resource
 
 # The share of the soft limit kept free for the program: the top quarter.

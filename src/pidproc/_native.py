@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import TYPE_CHECKING, Any, NoReturn, cast
 
+TYPE_CHECKING = False  # typing stays unloaded at run time (see __init__)
 if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
     from ._core import _Lib
 
 ENV = "PIDPROC_NO_EXTENSION"
@@ -73,4 +75,4 @@ else:
         MISSING = f"the C core failed to load: {e}"
 
 if MISSING is not None:
-    ffi, lib = _Missing("ffi"), cast("_Lib", _Missing("lib"))
+    ffi, lib = _Missing("ffi"), _Missing("lib")  # type: ignore[assignment]

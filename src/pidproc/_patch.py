@@ -30,9 +30,12 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 from ._popen import Popen
+
+TYPE_CHECKING = False  # typing stays unloaded at run time (see __init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["patch", "unpatch", "patched", "is_patched"]
 

@@ -14,9 +14,11 @@ import os
 import subprocess
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing stays unloaded at run time (see __init__)
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._lifecycle import Lifecycle
 
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 import math
 import os
 import select
-from typing import Any
 
 from . import _fdbudget
-from ._pidfd_info import exit_status_after_reap
+
+TYPE_CHECKING = False  # typing stays unloaded at run time (see __init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 # open_unreaped_child's answers besides an fd.
 GONE = -1
@@ -73,6 +75,13 @@ def returncode(result: Any) -> int:
 def returncode_after_reap(fd: int) -> int | None:
     """The status of a child someone else reaped, as a returncode, where the
     kernel keeps it (PIDFD_INFO_EXIT, Linux 6.15+); else None."""
+    # Loaded here, not at import: only a foreign reap gets here, and the
+    # module defines the dataclass PidfdInfo (dataclasses is costly to import).
+    try:
+        from ._pidfd_info import exit_status_after_reap
+    except OSError:  # no fd free to open the module: as where the kernel keeps nothing
+        return None
+
     status = exit_status_after_reap(fd)
     return None if status is None else os.waitstatus_to_exitcode(status)
 

@@ -37,16 +37,13 @@ the stdlib holds it (``_fdbudget``).
 
 from __future__ import annotations
 
-import inspect
 import os
-import resource
 import signal
 import subprocess
 import threading
 from collections.abc import Callable
 from select import POLLIN
 from time import monotonic as _time
-from typing import TYPE_CHECKING, Any, cast
 
 from . import _fdbudget, _reap, _stdlib
 from ._communicate import communicate as _communicate_fast
@@ -66,7 +63,12 @@ from ._spawn.paths import needs_of
 from ._spawn.state import chain
 from ._stdlib import ChildArgs
 
+TYPE_CHECKING = False  # typing stays unloaded at run time (see __init__)
 if TYPE_CHECKING:
+    import inspect
+    import resource
+    from typing import Any
+
     from ._lifecycle import Lifecycle
 
 
@@ -270,7 +272,7 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
         # reuse) the number our poller watches.
         fd = handle.pin()
         if fd < 0:
-            return cast(int, self.returncode)  # reaped meanwhile
+            return self.returncode  # type: ignore[return-value]  # reaped meanwhile: set
         try:
             while True:
                 # The lock is held by a thread blocked in waitid until the
@@ -279,7 +281,7 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
                 if self._waitpid_lock.acquire(True, wait_for_lock):
                     try:
                         if self._reap_locked(os.WEXITED | os.WNOHANG):
-                            return cast(int, self.returncode)
+                            return self.returncode  # type: ignore[return-value]  # set
                     finally:
                         self._waitpid_lock.release()
                 remaining = endtime - _time()
@@ -361,15 +363,30 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
             handle.close()
 
 
-def _init_signature() -> inspect.Signature:
-    """The stdlib's parameters, in its order, then pidproc's keyword-only ones
-    (help() and inspect show what Popen takes, not ``*args, **kwargs``)."""
-    stdlib = inspect.signature(subprocess.Popen.__init__)
-    ours = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=False)
-        for name in ("die_with_parent", "kill_tree", "no_new_privs")
-    ]
-    return stdlib.replace(parameters=[*stdlib.parameters.values(), *ours])
+class _InitSignature:
+    """``Popen.__signature__``: the stdlib's parameters, in its order, then
+    pidproc's keyword-only ones (help() and inspect show what Popen takes,
+    not ``*args, **kwargs``).  Computed on first use: ``inspect`` costs more
+    to import than the rest of pidproc, and every process under
+    PIDPROC_PATCH=1 imports pidproc.  A subclass with its own ``__init__``
+    gets its own signature (None: inspect looks further)."""
+
+    def __init__(self) -> None:
+        self._signature: inspect.Signature | None = None
+
+    def __get__(self, obj: object, cls: type | None = None) -> inspect.Signature | None:
+        if obj is not None or cls is None or cls.__init__ is not Popen.__init__:  # type: ignore[misc]
+            return None
+        if self._signature is None:
+            import inspect
+
+            stdlib = inspect.signature(subprocess.Popen)
+            ours = [
+                inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=False)
+                for name in ("die_with_parent", "kill_tree", "no_new_privs")
+            ]
+            self._signature = stdlib.replace(parameters=[*stdlib.parameters.values(), *ours])
+        return self._signature
 
 
-Popen.__init__.__signature__ = _init_signature()  # type: ignore[attr-defined]
+Popen.__signature__ = _InitSignature()  # type: ignore[attr-defined]

@@ -26,9 +26,12 @@ import os
 import resource
 import select
 from collections.abc import Callable
-from typing import Any
 
 from ._native import MISSING, ffi, lib
+
+TYPE_CHECKING = False  # typing stays unloaded at run time (see __init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 # Each a default argument in wait(): Popen.__del__ reaps through it, possibly
 # at interpreter exit, when module globals may already be gone.

@@ -2,7 +2,8 @@
 
 pidproc reuses the running stdlib's own code wherever it can (argument
 checks, pipes, communicate, the run() family), so it must know a few things
-the stdlib does not publish.  Each is read here, at import, and each has a
+the stdlib does not publish.  Each is read here, at import (the
+``posix_spawn`` condition at its first use), and each has a
 test (``tests/test_stdlib_internals.py``) that fails loudly on a CPython
 where it no longer holds, instead of pidproc quietly behaving differently.
 
@@ -34,13 +35,15 @@ where it no longer holds, instead of pidproc quietly behaving differently.
 
 from __future__ import annotations
 
+import errno
 import os
-import re
 import subprocess
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
 from types import CodeType
-from typing import Any
+
+TYPE_CHECKING = False  # typing stays unloaded at run time (see __init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 _Popen: Any = subprocess.Popen
 
@@ -55,33 +58,94 @@ POPEN_ATTRIBUTES = ("_waitpid_lock", "_child_created", "_close_pipe_fds")
 _NO_PGID = -1
 
 
-@dataclass
 class ChildArgs:
-    """The arguments of the stdlib's POSIX ``_execute_child``, by name."""
+    """The arguments of the stdlib's POSIX ``_execute_child``, by name.
 
-    args: Any
-    executable: Any
-    preexec_fn: Callable[[], Any] | None
-    close_fds: bool
-    pass_fds: Any
-    cwd: Any
-    env: Any
-    startupinfo: Any
-    creationflags: int
-    shell: bool
-    p2cread: int
-    p2cwrite: int
-    c2pread: int
-    c2pwrite: int
-    errread: int
-    errwrite: int
-    restore_signals: bool
-    gid: Any
-    gids: Any
-    uid: Any
-    umask: Any
-    start_new_session: bool
-    process_group: Any = _NO_PGID
+    A plain class, not a dataclass: ``dataclasses`` costs more at import
+    than the rest of this module, and every process under PIDPROC_PATCH=1
+    imports pidproc.  ``FIELDS`` lists the parameters in order; the last
+    one (``process_group``, 3.11+) has a default."""
+
+    FIELDS = (
+        "args",
+        "executable",
+        "preexec_fn",
+        "close_fds",
+        "pass_fds",
+        "cwd",
+        "env",
+        "startupinfo",
+        "creationflags",
+        "shell",
+        "p2cread",
+        "p2cwrite",
+        "c2pread",
+        "c2pwrite",
+        "errread",
+        "errwrite",
+        "restore_signals",
+        "gid",
+        "gids",
+        "uid",
+        "umask",
+        "start_new_session",
+        "process_group",
+    )
+    __slots__ = FIELDS
+
+    def __init__(
+        self,
+        args: Any,
+        executable: Any,
+        preexec_fn: Callable[[], Any] | None,
+        close_fds: bool,
+        pass_fds: Any,
+        cwd: Any,
+        env: Any,
+        startupinfo: Any,
+        creationflags: int,
+        shell: bool,
+        p2cread: int,
+        p2cwrite: int,
+        c2pread: int,
+        c2pwrite: int,
+        errread: int,
+        errwrite: int,
+        restore_signals: bool,
+        gid: Any,
+        gids: Any,
+        uid: Any,
+        umask: Any,
+        start_new_session: bool,
+        process_group: Any = _NO_PGID,
+    ) -> None:
+        self.args = args
+        self.executable = executable
+        self.preexec_fn = preexec_fn
+        self.close_fds = close_fds
+        self.pass_fds = pass_fds
+        self.cwd = cwd
+        self.env = env
+        self.startupinfo = startupinfo
+        self.creationflags = creationflags
+        self.shell = shell
+        self.p2cread = p2cread
+        self.p2cwrite = p2cwrite
+        self.c2pread = c2pread
+        self.c2pwrite = c2pwrite
+        self.errread = errread
+        self.errwrite = errwrite
+        self.restore_signals = restore_signals
+        self.gid = gid
+        self.gids = gids
+        self.uid = uid
+        self.umask = umask
+        self.start_new_session = start_new_session
+        self.process_group = process_group
+
+    def __repr__(self) -> str:
+        values = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.FIELDS)
+        return f"ChildArgs({values})"
 
     @property
     def child_fds(self) -> tuple[int, int, int]:
@@ -96,7 +160,6 @@ class ChildArgs:
         )  # fmt: skip
 
 
-_CHILD_ARG_NAMES = [f.name for f in fields(ChildArgs)]
 _code = STDLIB_EXECUTE_CHILD.__code__
 # The stdlib's parameters after self, in order: ours, or ours but the last.
 STDLIB_PARAMETERS = list(_code.co_varnames[1 : _code.co_argcount])
@@ -105,7 +168,7 @@ TAKES_PROCESS_GROUP = "process_group" in STDLIB_PARAMETERS
 
 def execute_child(popen: subprocess.Popen[Any], a: ChildArgs) -> None:
     """The stdlib's own spawn, with the arguments it takes in this version."""
-    values = [getattr(a, n) for n in _CHILD_ARG_NAMES]
+    values = [getattr(a, n) for n in ChildArgs.FIELDS]
     if not TAKES_PROCESS_GROUP:
         values.pop()
     STDLIB_EXECUTE_CHILD(popen, *values)
@@ -118,10 +181,12 @@ def _posix_spawn_condition(source: str) -> CodeType | None:
     """The ``if`` test that guards the stdlib's os.posix_spawn call, compiled.
 
     The condition is found by text, not by parsing the whole method: parsing
-    recurses deeply, and this runs at import in whatever thread imports
-    pidproc (on 3.14+, a small thread stack turns that recursion into a
+    recurses deeply, and this runs in whatever thread first spawns such a
+    request (on 3.14+, a small thread stack turns that recursion into a
     RecursionError or a crash).  Only the condition itself, a few lines, is
     compiled."""
+    import re  # first use only: 3.10's subprocess does not import it
+
     match = re.search(r"\bif\s*\(\s*_USE_POSIX_SPAWN\b", source)
     if match is None:
         return None
@@ -144,18 +209,35 @@ def _posix_spawn_condition(source: str) -> CodeType | None:
         return None
 
 
-def _read_posix_spawn_condition() -> CodeType | None:
-    path = getattr(subprocess, "__file__", None)
-    if not path:
-        return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            return _posix_spawn_condition(f.read())
-    except (OSError, UnicodeDecodeError):
-        return None
+_condition: CodeType | None = None
+_condition_read = False
+# Errors that say nothing about the file: no fd free, no memory.  The next
+# spawn that needs the condition reads it again.
+_TRANSIENT = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EINTR, errno.EAGAIN})
 
 
-POSIX_SPAWN_CONDITION = _read_posix_spawn_condition()
+def posix_spawn_condition() -> CodeType | None:
+    """The condition, read from subprocess.py at its first use rather than
+    at import (reading and searching the file cost more than the rest of
+    this module), by the first spawn that needs it: one with env, cwd,
+    pass_fds, ... (see ``dispatch.spawn_c``).  None where it cannot be read."""
+    global _condition, _condition_read
+    if not _condition_read:
+        path = getattr(subprocess, "__file__", None)
+        try:
+            import re  # noqa: F401  (for _posix_spawn_condition; not loaded by 3.10's subprocess)
+
+            with open(path or "", encoding="utf-8") as f:
+                source = f.read()
+        except OSError as e:
+            if e.errno in _TRANSIENT:
+                return None  # not kept: read again next time
+            source = ""
+        except UnicodeDecodeError:
+            source = ""
+        _condition = _posix_spawn_condition(source)
+        _condition_read = True
+    return _condition
 
 
 def would_posix_spawn(a: ChildArgs, executable: Any) -> bool:
@@ -163,12 +245,13 @@ def would_posix_spawn(a: ChildArgs, executable: Any) -> bool:
     there, with ``executable`` as the stdlib has made it by then (args[0]
     if not given), so it raises what it raises there (``umask < 0`` with a
     str umask).  False where the condition could not be read (see the test)."""
-    if POSIX_SPAWN_CONDITION is None:
+    condition = posix_spawn_condition()
+    if condition is None:
         return False
-    names = {n: getattr(a, n) for n in _CHILD_ARG_NAMES}
+    names = {n: getattr(a, n) for n in ChildArgs.FIELDS}
     names["executable"] = executable
     try:
-        return bool(eval(POSIX_SPAWN_CONDITION, vars(subprocess), names))  # noqa: S307
+        return bool(eval(condition, vars(subprocess), names))  # noqa: S307
     except NameError:
         return False  # a condition on something this version of pidproc does not pass
 

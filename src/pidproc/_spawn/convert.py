@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import operator
 import os
-import struct
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from .. import _stdlib
+
+TYPE_CHECKING = False  # typing stays unloaded at run time (see __init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def fsencode_checked(value: Any) -> bytes:
@@ -54,7 +56,8 @@ def _pid_t(value: Any) -> int:
     return _c_int(value)
 
 
-_LONG_MAX = 2 ** (8 * struct.calcsize("l") - 1) - 1
+# A C long: as wide as a pointer on Linux (LP64, ILP32), so as Py_ssize_t.
+_LONG_MAX = sys.maxsize
 _LONG_MIN = -_LONG_MAX - 1
 _ID_T_MAX = 2**32 - 1  # uid_t and gid_t: unsigned 32 bits on Linux
 _NGROUPS_MAX = 65536  # <limits.h> NGROUPS_MAX, fork_exec's MAX_GROUPS

@@ -12,7 +12,6 @@ import errno
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from .. import _stdlib
 from .._errors import TransientSpawnError, raise_child_error
@@ -28,11 +27,16 @@ stdlib holds it: its pidfd would have taken a file descriptor the program
 may need (see ``_fdbudget``)."""
 
 
-@dataclass
 class Spawned:
-    pid: int
-    pidfd: int | None
-    backend: str
+    """A child a path spawned (a plain class, not a dataclass: see
+    ``_stdlib.ChildArgs``)."""
+
+    __slots__ = ("pid", "pidfd", "backend")
+
+    def __init__(self, pid: int, pidfd: int | None, backend: str) -> None:
+        self.pid = pid
+        self.pidfd = pidfd
+        self.backend = backend
 
 
 def spawn_c(

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 from .. import _stdlib
 from .._native import ffi, lib
+
+TYPE_CHECKING = False  # typing stays unloaded at run time (see __init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 # What a request may need that not every path can express (``needs``).
 PREEXEC_FN = "preexec_fn"  # Python code in the child: only a fork can run it
@@ -42,31 +44,60 @@ or libc; EPERM: denied, e.g. by seccomp; ENOTSUP: missing, or unsafe) and a
 sentence for ``pidproc``'s users."""
 
 
-@dataclass(frozen=True)
 class SpawnPath:
-    name: str
-    knob: str
-    """The module global in ``state`` that switches it off, as CPython's
-    ``_USE_VFORK``."""
-    c_function: Callable[[Any], int] | None
-    """The C core's entry point (0: spawned or failed in the child, see
-    ``err_step``; > 0: a transient errno; < 0: -errno, the path cannot work
-    here).  None: the stdlib spawns the child."""
-    cannot: frozenset[str]
-    """The needs it cannot express: such requests go to the next path."""
-    static_check: Callable[[], Unusable | None] | None = None
-    """Facts known without spawning (libc, CPU, kernel); None: none."""
-    probe_by_spawning: bool = False
-    """Whether it is known to work only once a child spawned through it."""
-    pidfd_at_birth: bool = True
-    """The kernel returns the pidfd with the child (no pidfd_open after)."""
-    replays_child_failures: bool = False
-    """It cannot say which step failed in the child (glibc's posix_spawn):
-    a failure is replayed on the next path, whose child says it (nothing
-    ran, so nothing happens twice)."""
-    clones_with: str | None = None
-    """The path whose syscall it uses underneath: where that one is denied
-    (EPERM), so is this one."""
+    """One spawn path's record (a plain class, not a dataclass: see
+    ``_stdlib.ChildArgs``)."""
+
+    __slots__ = (
+        "name",
+        "knob",
+        "c_function",
+        "cannot",
+        "static_check",
+        "probe_by_spawning",
+        "pidfd_at_birth",
+        "replays_child_failures",
+        "clones_with",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        knob: str,
+        c_function: Callable[[Any], int] | None,
+        cannot: frozenset[str],
+        static_check: Callable[[], Unusable | None] | None = None,
+        probe_by_spawning: bool = False,
+        pidfd_at_birth: bool = True,
+        replays_child_failures: bool = False,
+        clones_with: str | None = None,
+    ) -> None:
+        self.name = name
+        self.knob = knob
+        """The module global in ``state`` that switches it off, as CPython's
+        ``_USE_VFORK``."""
+        self.c_function = c_function
+        """The C core's entry point (0: spawned or failed in the child, see
+        ``err_step``; > 0: a transient errno; < 0: -errno, the path cannot work
+        here).  None: the stdlib spawns the child."""
+        self.cannot = cannot
+        """The needs it cannot express: such requests go to the next path."""
+        self.static_check = static_check
+        """Facts known without spawning (libc, CPU, kernel); None: none."""
+        self.probe_by_spawning = probe_by_spawning
+        """Whether it is known to work only once a child spawned through it."""
+        self.pidfd_at_birth = pidfd_at_birth
+        """The kernel returns the pidfd with the child (no pidfd_open after)."""
+        self.replays_child_failures = replays_child_failures
+        """It cannot say which step failed in the child (glibc's posix_spawn):
+        a failure is replayed on the next path, whose child says it (nothing
+        ran, so nothing happens twice)."""
+        self.clones_with = clones_with
+        """The path whose syscall it uses underneath: where that one is denied
+        (EPERM), so is this one."""
+
+    def __repr__(self) -> str:
+        return f"SpawnPath({self.name!r})"
 
 
 # pidfd_spawn is glibc's posix_spawn: it takes only file actions and

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 from .._native import ffi
 from .convert import _c_int, _ids, _pid_t, fsencode_checked
+
+TYPE_CHECKING = False  # typing stays unloaded at run time (see __init__)
+if TYPE_CHECKING:
+    from typing import Any
 
 StrOrBytesPath = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
@@ -25,26 +27,64 @@ def _pack(items: Sequence[bytes]) -> bytes:
     return b"\0".join(items) + b"\0" if items else b""
 
 
-@dataclass
 class ChildSpec:
-    """What the child is to run, in the stdlib's terms, already validated."""
+    """What the child is to run, in the stdlib's terms, already validated.
+    (A plain class, not a dataclass: see ``_stdlib.ChildArgs``.)"""
 
-    argv: list[bytes]
-    exec_paths: list[bytes]
-    envp: list[bytes] | None
-    cwd: bytes | None
-    stdin_fd: int
-    stdout_fd: int
-    stderr_fd: int
-    keep_fds: tuple[int, ...]
-    close_fds: bool
-    restore_signals: bool
-    new_session: bool
-    pgid: int
-    umask: int
-    uid: int | None
-    gid: int | None
-    groups: list[int] | None
+    __slots__ = (
+        "argv",
+        "exec_paths",
+        "envp",
+        "cwd",
+        "stdin_fd",
+        "stdout_fd",
+        "stderr_fd",
+        "keep_fds",
+        "close_fds",
+        "restore_signals",
+        "new_session",
+        "pgid",
+        "umask",
+        "uid",
+        "gid",
+        "groups",
+    )
+
+    def __init__(
+        self,
+        argv: list[bytes],
+        exec_paths: list[bytes],
+        envp: list[bytes] | None,
+        cwd: bytes | None,
+        stdin_fd: int,
+        stdout_fd: int,
+        stderr_fd: int,
+        keep_fds: tuple[int, ...],
+        close_fds: bool,
+        restore_signals: bool,
+        new_session: bool,
+        pgid: int,
+        umask: int,
+        uid: int | None,
+        gid: int | None,
+        groups: list[int] | None,
+    ) -> None:
+        self.argv = argv
+        self.exec_paths = exec_paths
+        self.envp = envp
+        self.cwd = cwd
+        self.stdin_fd = stdin_fd
+        self.stdout_fd = stdout_fd
+        self.stderr_fd = stderr_fd
+        self.keep_fds = keep_fds
+        self.close_fds = close_fds
+        self.restore_signals = restore_signals
+        self.new_session = new_session
+        self.pgid = pgid
+        self.umask = umask
+        self.uid = uid
+        self.gid = gid
+        self.groups = groups
 
 
 def build_spec(

@@ -18,7 +18,6 @@ raises :class:`BackendUnavailable`; requests the forced path cannot express
 from __future__ import annotations
 
 import contextlib
-import enum
 import errno
 import os
 import threading
@@ -27,6 +26,10 @@ from collections.abc import Iterator
 from .. import _native, _stdlib
 from .._errors import BackendUnavailable
 from .paths import BY_NAME, NAMES, PATHS, SpawnPath, Unusable
+
+TYPE_CHECKING = False  # typing stays unloaded at run time (see __init__)
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 BACKENDS = NAMES
 
@@ -38,10 +41,26 @@ _USE_FORK = True
 TRANSIENT = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN, errno.EINTR})
 
 
-class State(enum.Enum):
-    UNKNOWN = "unknown"
-    USABLE = "usable"
-    UNUSABLE = "unusable"
+class State:
+    """What is known of a path here: ``State.UNKNOWN``, ``USABLE`` or
+    ``UNUSABLE``, compared with ``is``.  Not an enum.Enum: creating one costs
+    more at ``import pidproc`` than the rest of this module."""
+
+    __slots__ = ("name",)
+    UNKNOWN: ClassVar[State]
+    USABLE: ClassVar[State]
+    UNUSABLE: ClassVar[State]
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"State.{self.name}"
+
+
+State.UNKNOWN = State("UNKNOWN")
+State.USABLE = State("USABLE")
+State.UNUSABLE = State("UNUSABLE")
 
 
 _state: dict[str, State] = {name: State.UNKNOWN for name in NAMES}
