@@ -124,13 +124,9 @@ def _probe_cgroup_birth() -> tuple[bool, str]:
         return False, str(e.strerror)
     request = SpawnRequest(probe_spec(), probe_only=True)
     r = request.struct
-    fd = tree.open_dir()
     try:
-        r.into_cgroup, r.cgroup_fd = 1, fd
+        r.into_cgroup, r.cgroup_fd = 1, tree.dir_fd()
         rc = lib.pidproc_spawn_clone3(r)
-    finally:
-        os.close(fd)
-    try:
         if rc != 0:
             name = errno.errorcode.get(abs(rc), str(rc))
             return False, f"clone3(CLONE_INTO_CGROUP) answered {name} (Linux 5.7+)"
@@ -240,7 +236,6 @@ class Lifecycle:
         "needs",
         "flags",
         "cgroup",
-        "_cgroup_fd",
         "_new_group",
         "_reaped",
     )
@@ -255,7 +250,6 @@ class Lifecycle:
         self.needs: frozenset[str] = frozenset()
         self.flags = 0
         self.cgroup: _cgroup.Tree | None = None
-        self._cgroup_fd = -1
         self._new_group = False  # process_group=0, set where the spawn happens
         self._reaped = False
 
@@ -388,10 +382,8 @@ class Lifecycle:
         if self.tree == "cgroup":
             if self.cgroup is None:
                 self.cgroup = _cgroup.new_tree()
-            if self._cgroup_fd < 0:
-                self._cgroup_fd = self.cgroup.open_dir()
             r.into_cgroup = 1
-            r.cgroup_fd = self._cgroup_fd
+            r.cgroup_fd = self.cgroup.dir_fd()
 
     def before_stdlib_spawn(self, paths: list[SpawnPath], a: ChildArgs) -> None:
         """The stdlib's own spawn is about to run: give it the new process
@@ -414,7 +406,8 @@ class Lifecycle:
     # ---- after the spawn ---------------------------------------------------
 
     def spawned(self, popen: Popen) -> None:
-        self._close_cgroup_fd()
+        if self.cgroup is not None:
+            self.cgroup.trim()
         popen.die_with_parent = self.die
         popen.kill_tree = self.tree
         popen.no_new_privs = self.nnp
@@ -426,14 +419,8 @@ class Lifecycle:
 
     def abandon(self) -> None:
         """The spawn failed: nothing runs in the cgroup, give it back."""
-        self._close_cgroup_fd()
         if self.cgroup is not None:
             self.cgroup.release()
-
-    def _close_cgroup_fd(self) -> None:
-        fd, self._cgroup_fd = self._cgroup_fd, -1
-        if fd >= 0:
-            os.close(fd)
 
     def reaped(self) -> None:
         """The child is gone (reaped, by us or anyone): its cgroup goes back
