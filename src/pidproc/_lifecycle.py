@@ -203,6 +203,13 @@ def _unavailable(option: str, code: int, words: str) -> Exception:
     return OSError(code, f"{option}=True {words}")
 
 
+# ---- the choices memoised by Lifecycle.prepare --------------------------------
+
+# key -> (tree, nnp, flags, needs, new process group)
+_choices: dict[tuple[object, ...], tuple[str | None, str | None, int, frozenset[str], bool]] = {}
+_CHOICES_MAX = 64
+
+
 # ---- fork: autokill pidfds stay with the process that spawned ---------------
 
 _autokill_handles: weakref.WeakSet[_PidfdHandle] = weakref.WeakSet()
@@ -269,7 +276,35 @@ class Lifecycle:
     def prepare(self, a: ChildArgs) -> frozenset[str]:
         """Choose the mechanisms, set the preexec_fn the spawn is to use in
         ``a``, and return what the spawn path must be able to express.
-        Raises what cannot be honoured (module docstring)."""
+        Raises what cannot be honoured (module docstring).
+
+        The choice is memoised (``_choices``) where it depends on nothing
+        but the key: not with die_with_parent (autokill depends on the
+        capabilities and the fd budget at each spawn), nor with a
+        preexec_fn (wrapped per call), nor before the kernel's answer
+        about the 7.1 flags is known for no_new_privs."""
+        key = None
+        if (
+            not self.want_die
+            and a.preexec_fn is None
+            and (not self.want_nnp or "clone3_flags" in _facts)
+        ):
+            key = (
+                _paths.choice_key(), self.want_tree, self.want_nnp,
+                a.process_group, a.start_new_session, _USE_CGROUP,
+            )  # fmt: skip
+            known = _choices.get(key)
+            if known is not None:
+                self.tree, self.nnp, self.flags, self.needs, self._new_group = known
+                return self.needs
+        needs = self._choose(a)
+        if key is not None:
+            if len(_choices) >= _CHOICES_MAX:
+                _choices.clear()  # many process_group= values: start again
+            _choices[key] = (self.tree, self.nnp, self.flags, needs, self._new_group)
+        return needs
+
+    def _choose(self, a: ChildArgs) -> frozenset[str]:
         preexec_fn, process_group = a.preexec_fn, a.process_group
         needs: set[str] = set()
         wrap_pgid = wrap_nnp = False
