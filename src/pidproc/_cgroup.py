@@ -222,46 +222,68 @@ def _state_of_fd(fd: int) -> str:
 def _close(*fds: int) -> None:
     for fd in fds:
         if fd >= 0:
-            with contextlib.suppress(OSError):
+            try:
                 os.close(fd)
+            except OSError:
+                pass
 
 
 class Tree:
     """One child's cgroup.  Safe to signal from any thread."""
 
     __slots__ = (
-        "path", "hierarchy_path", "_place", "_owner", "_released", "_killed",
-        "_dir_fd", "_events_fd", "__weakref__",
+        "path", "_place", "_owner", "_released", "_killed", "_dir_fd", "_events_fd",
+        "_fresh_fds", "__weakref__",
     )  # fmt: skip
 
     def __init__(self, where: _Place, path: str, dir_fd: int = -1, events_fd: int = -1) -> None:
         self._place = where
         self.path = path
-        self.hierarchy_path = f"{where.hierarchy_base}/{os.path.basename(path)}"
         self._owner = where.pid
         self._released = False
         self._killed = False  # cgroup.kill written: never reused (module docstring)
         self._dir_fd = dir_fd
         self._events_fd = events_fd
+        self._fresh_fds = False  # opened for this child: not yet held to the fd budget
+
+    @property
+    def hierarchy_path(self) -> str:
+        """The cgroup's path as /proc/<pid>/cgroup names it."""
+        return f"{self._place.hierarchy_base}/{os.path.basename(self.path)}"
 
     def dir_fd(self) -> int:
         """The directory's fd, for clone3's cgroup field (the Tree's: the
         caller does not close it)."""
         if self._dir_fd < 0:
             self._dir_fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            self._fresh_fds = True
         return self._dir_fd
 
+    def _open_fds(self) -> None:
+        """A new cgroup's fds: the directory (raises as ``dir_fd``) and
+        ``cgroup.events`` (without it, the path is read at the reap)."""
+        self.dir_fd()
+        try:
+            self._events_fd = os.open(self.path + "/cgroup.events", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            pass
+
     def trim(self) -> None:
-        """After the spawn: give up the fds that landed in the top quarter of
-        the fd range (``_fdbudget``), and open the events fd that the reap
-        will read, where it fits."""
-        if self._events_fd < 0 and self._owner == os.getpid():
-            with contextlib.suppress(OSError):
-                self._events_fd = os.open(self.path + "/cgroup.events", os.O_RDONLY | os.O_CLOEXEC)
-        for name in ("_dir_fd", "_events_fd"):
-            fd = getattr(self, name)
+        """After the spawn: fds opened for this child that landed in the top
+        quarter of the fd range are given up (``_fdbudget``), as a pidfd
+        there would be; the paths serve instead.  A pooled cgroup's fds
+        were held to the budget when they were opened."""
+        if not self._fresh_fds:
+            return
+        self._fresh_fds = False
+        if _fdbudget.fits(max(self._dir_fd, self._events_fd)):
+            return
+        for fd in (self._dir_fd, self._events_fd):
             if fd >= 0 and not _fdbudget.fits(fd):
-                setattr(self, name, -1)
+                if fd == self._dir_fd:
+                    self._dir_fd = -1
+                else:
+                    self._events_fd = -1
                 _close(fd)
 
     def _close_fds(self) -> None:
@@ -365,10 +387,13 @@ class Tree:
         return True
 
     def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self.release()
-        with contextlib.suppress(Exception):
-            self._close_fds()  # a leftover's: its path is enough from now on
+        try:
+            if not self._released:
+                self.release()
+            if self._dir_fd >= 0 or self._events_fd >= 0:
+                self._close_fds()  # a leftover's: its path is enough from now on
+        except Exception:  # from the collector, possibly at exit: never raise there
+            pass
 
 
 def new_tree() -> Tree:
@@ -390,7 +415,13 @@ def new_tree() -> Tree:
         os.mkdir(path, 0o755)
     except FileExistsError:
         pass  # left by an earlier process with our pid
-    return Tree(where, path)
+    tree = Tree(where, path)
+    try:
+        tree._open_fds()
+    except BaseException:
+        tree.release()
+        raise
+    return tree
 
 
 def _remove_empty_leftovers(where: _Place, most: int = 4) -> None:
