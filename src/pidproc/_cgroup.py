@@ -377,6 +377,7 @@ class Tree:
         with where.lock:
             where.leftovers.discard(self.path)
             if len(where.pool) < _POOL_MAX and where is _place and not self._killed:
+                self.trim()  # fds never held to the budget (the probe's): now
                 where.pool.append(self.path)
                 where.pooled_fds[self.path] = (self._dir_fd, self._events_fd)
                 self._dir_fd = self._events_fd = -1  # the pool's now
