@@ -700,6 +700,60 @@ def test_cgroup_birth_refused_falls_to_a_process_group() -> None:
     assert "EINVAL" in out.stdout
 
 
+@pytest.mark.skipif(not CGROUP_OK, reason="no writable cgroup2 directory here")
+def test_cgroup_fds_kept_within_the_budget_and_not_after_fork() -> None:
+    # A cgroup keeps its directory's and its cgroup.events' fds (pooled
+    # too), never in the top quarter of the fd range; a forked child
+    # closes the ones its parent's pool kept.
+    out = subprocess.run(
+        [PY, program("lifecycle_options_cgroup_fds")],
+        capture_output=True, text=True, env=env_for(None),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["near_limit"] == ["cgroup", True, []]
+    assert got["near_limit_killed"] and got["near_limit_after"] == []
+    assert got["pooled"] == [8, 16, True]
+    assert got["after_200"]
+    assert got["in_forked_child"] == 0
+
+
+@pytest.mark.skipif(not CGROUP_OK, reason="no writable cgroup2 directory here")
+def test_remembered_choice_follows_knobs_and_forced_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The mechanism chosen is remembered between spawns, keyed on what can
+    # change it: each change below is seen by the very next spawn.
+    from pidproc._spawn import state
+
+    def spawn(**kwargs: Any) -> tuple[str, str | None]:
+        with pidproc.Popen(["true"], kill_tree=True, **kwargs) as p:
+            pass
+        assert p.returncode == 0
+        return p.backend, p.kill_tree
+
+    monkeypatch.delenv("PIDPROC_BACKEND", raising=False)
+    with pidproc.use_backend(None):
+        assert spawn() == ("clone3", "cgroup")
+        assert spawn() == ("clone3", "cgroup")  # remembered, still right
+        monkeypatch.setattr(_lifecycle, "_USE_CGROUP", False)
+        assert spawn() == ("clone3", "process_group")
+        monkeypatch.setattr(_lifecycle, "_USE_CGROUP", True)
+        assert spawn() == ("clone3", "cgroup")
+        monkeypatch.setattr(state, "_USE_CLONE3", False)
+        assert spawn()[1] == "process_group"
+        monkeypatch.setattr(state, "_USE_CLONE3", True)
+        assert spawn() == ("clone3", "cgroup")
+        if _stdlib.TAKES_PROCESS_GROUP:
+            assert spawn(process_group=0) == ("clone3", "cgroup")
+    monkeypatch.setenv("PIDPROC_BACKEND", "clone")
+    with pidproc.use_backend(None):
+        assert spawn() == ("clone", "process_group")
+    monkeypatch.delenv("PIDPROC_BACKEND")
+    with pidproc.use_backend("fork"):
+        assert spawn() == ("fork", "process_group")
+    with pidproc.use_backend(None):
+        assert spawn() == ("clone3", "cgroup")
+
+
 # ---- the pidfd budget -----------------------------------------------------------
 
 

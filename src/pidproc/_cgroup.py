@@ -19,16 +19,23 @@ still be a member, read again until a pass finds no one new.
 Lifetime.  A cgroup is given back once its child has been reaped and it is
 empty (``cgroup.events``: ``populated 0``): kept in a small pool for the next
 child (a ``mkdir`` + ``rmdir`` costs ~50 us, a tenth of a spawn), or removed
-beyond it.  Never pooled once ``cgroup.kill`` was written to it: measured on
-Linux 6.18, a child born later into such a cgroup (``CLONE_INTO_CGROUP``) is
-killed at once (one moved in through ``cgroup.procs`` is not), so a killed
-cgroup is removed and the next child gets a new one.  One whose descendants
-outlive the child stays, and can still be signalled through the Popen,
-until it is empty; it is removed when its Popen is collected, at a later
-kill_tree spawn, or at the latest at interpreter exit.  Directories left by
-a process that was killed are removed the next time a process in the same
-cgroup creates its own (``pidproc-<pid>`` of a pid that no longer exists,
-when empty).  A forked child never removes its parent's cgroups.
+beyond it.  A cgroup keeps its directory fd (for ``clone3``) and its
+``cgroup.events`` fd (read again with ``pread``) open, in the pool too: an
+``open`` of a cgroup file costs 5 to 15 us, twice per child otherwise.
+Those fds obey the rule of the pidfds (``_fdbudget``): one that lands in
+the top quarter of the fd range is closed after the spawn, and the path
+used instead.  A forked child closes the pool's fds it inherited.
+
+Never pooled once ``cgroup.kill`` was written to it: measured on Linux 6.18,
+a child born later into such a cgroup (``CLONE_INTO_CGROUP``) is killed at
+once (one moved in through ``cgroup.procs`` is not), so a killed cgroup is
+removed and the next child gets a new one.  One whose descendants outlive the
+child stays, and can still be signalled through the Popen, until it is
+empty; it is removed when its Popen is collected, at a later kill_tree
+spawn, or at the latest at interpreter exit.  Directories left by a process
+that was killed are removed the next time a process in the same cgroup
+creates its own (``pidproc-<pid>`` of a pid that no longer exists, when
+empty).  A forked child never removes its parent's cgroups.
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ import itertools
 import os
 import signal
 import threading
+
+from . import _fdbudget
 
 _MOUNTINFO = "/proc/self/mountinfo"
 _SELF_CGROUP = "/proc/self/cgroup"
@@ -106,6 +115,8 @@ class _Place:
         self.hierarchy_base = f"{hierarchy_path.rstrip('/')}/pidproc-{pid}"
         self.numbers = itertools.count()
         self.pool: list[str] = []
+        # The fds a pooled cgroup keeps: (directory, cgroup.events), -1 if none.
+        self.pooled_fds: dict[str, tuple[int, int]] = {}
         self.leftovers: set[str] = set()
         self.lock = threading.Lock()
 
@@ -185,8 +196,8 @@ _GONE, _EMPTY, _POPULATED = "gone", "empty", "populated"
 
 
 def _state(path: str) -> str:
-    """cgroup.events says whether any live process is in the cgroup (read
-    at every reap: plain os calls, no file object)."""
+    """cgroup.events says whether any live process is in the cgroup (plain
+    os calls, no file object)."""
     try:
         fd = os.open(path + "/cgroup.events", os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -198,24 +209,87 @@ def _state(path: str) -> str:
     return _EMPTY if b"populated 0" in events else _POPULATED
 
 
+def _state_of_fd(fd: int) -> str:
+    """As :func:`_state`, through a kept ``cgroup.events`` fd: each read
+    from offset 0 is made afresh; one of a removed cgroup fails (ENODEV)."""
+    try:
+        events = os.pread(fd, 256, 0)
+    except OSError:
+        return _GONE
+    return _EMPTY if b"populated 0" in events else _POPULATED
+
+
+def _close(*fds: int) -> None:
+    for fd in fds:
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
 class Tree:
     """One child's cgroup.  Safe to signal from any thread."""
 
     __slots__ = (
-        "path", "hierarchy_path", "_place", "_owner", "_released", "_killed", "__weakref__",
+        "path", "_place", "_owner", "_released", "_killed", "_dir_fd", "_events_fd",
+        "_fresh_fds", "__weakref__",
     )  # fmt: skip
 
-    def __init__(self, where: _Place, path: str) -> None:
+    def __init__(self, where: _Place, path: str, dir_fd: int = -1, events_fd: int = -1) -> None:
         self._place = where
         self.path = path
-        self.hierarchy_path = f"{where.hierarchy_base}/{os.path.basename(path)}"
         self._owner = where.pid
         self._released = False
         self._killed = False  # cgroup.kill written: never reused (module docstring)
+        self._dir_fd = dir_fd
+        self._events_fd = events_fd
+        self._fresh_fds = False  # opened for this child: not yet held to the fd budget
 
-    def open_dir(self) -> int:
-        """An fd of the directory, for clone3's cgroup field (close it after)."""
-        return os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    @property
+    def hierarchy_path(self) -> str:
+        """The cgroup's path as /proc/<pid>/cgroup names it."""
+        return f"{self._place.hierarchy_base}/{os.path.basename(self.path)}"
+
+    def dir_fd(self) -> int:
+        """The directory's fd, for clone3's cgroup field (the Tree's: the
+        caller does not close it)."""
+        if self._dir_fd < 0:
+            self._dir_fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            self._fresh_fds = True
+        return self._dir_fd
+
+    def _open_fds(self) -> None:
+        """A new cgroup's fds: the directory (raises as ``dir_fd``) and
+        ``cgroup.events`` (without it, the path is read at the reap)."""
+        self.dir_fd()
+        try:
+            self._events_fd = os.open(self.path + "/cgroup.events", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            pass
+
+    def trim(self) -> None:
+        """After the spawn: fds opened for this child that landed in the top
+        quarter of the fd range are given up (``_fdbudget``), as a pidfd
+        there would be; the paths serve instead.  A pooled cgroup's fds
+        were held to the budget when they were opened."""
+        if not self._fresh_fds:
+            return
+        self._fresh_fds = False
+        if _fdbudget.fits(max(self._dir_fd, self._events_fd)):
+            return
+        for fd in (self._dir_fd, self._events_fd):
+            if fd >= 0 and not _fdbudget.fits(fd):
+                if fd == self._dir_fd:
+                    self._dir_fd = -1
+                else:
+                    self._events_fd = -1
+                _close(fd)
+
+    def _close_fds(self) -> None:
+        fds = self._dir_fd, self._events_fd
+        self._dir_fd = self._events_fd = -1
+        _close(*fds)
 
     # ---- signals ---------------------------------------------------------
 
@@ -289,27 +363,38 @@ class Tree:
         where = self._place
         if self._owner != os.getpid():
             self._released = True  # a forked child's copy: the parent's to remove
+            self._close_fds()
             return True
-        state = _state(self.path)
+        state = _state_of_fd(self._events_fd) if self._events_fd >= 0 else _state(self.path)
         if state == _POPULATED:
             with where.lock:
                 where.leftovers.add(self.path)
             return False
         self._released = True
         if state == _GONE:
+            self._close_fds()
             return True
         with where.lock:
             where.leftovers.discard(self.path)
             if len(where.pool) < _POOL_MAX and where is _place and not self._killed:
+                self.trim()  # fds never held to the budget (the probe's): now
                 where.pool.append(self.path)
+                where.pooled_fds[self.path] = (self._dir_fd, self._events_fd)
+                self._dir_fd = self._events_fd = -1  # the pool's now
                 return True
+        self._close_fds()
         with contextlib.suppress(OSError):
             os.rmdir(self.path)
         return True
 
     def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self.release()
+        try:
+            if not self._released:
+                self.release()
+            if self._dir_fd >= 0 or self._events_fd >= 0:
+                self._close_fds()  # a leftover's: its path is enough from now on
+        except Exception:  # from the collector, possibly at exit: never raise there
+            pass
 
 
 def new_tree() -> Tree:
@@ -324,13 +409,20 @@ def new_tree() -> Tree:
         if where.pool:
             # Found empty when given back; only a privileged process moving
             # one in could have changed that, and nothing of ours would.
-            return Tree(where, where.pool.pop())
+            path = where.pool.pop()
+            return Tree(where, path, *where.pooled_fds.pop(path, (-1, -1)))
         path = os.path.join(where.base, str(next(where.numbers)))
     try:
         os.mkdir(path, 0o755)
     except FileExistsError:
         pass  # left by an earlier process with our pid
-    return Tree(where, path)
+    tree = Tree(where, path)
+    try:
+        tree._open_fds()
+    except BaseException:
+        tree.release()
+        raise
+    return tree
 
 
 def _remove_empty_leftovers(where: _Place, most: int = 4) -> None:
@@ -350,6 +442,10 @@ def _cleanup_at_exit() -> None:
     with where.lock:
         paths = [*where.pool, *where.leftovers]
         where.pool.clear()
+        fds = list(where.pooled_fds.values())
+        where.pooled_fds.clear()
+    for pair in fds:
+        _close(*pair)
     for path in paths:
         with contextlib.suppress(OSError):
             os.rmdir(path)
@@ -357,4 +453,15 @@ def _cleanup_at_exit() -> None:
         os.rmdir(where.base)  # fails while a cgroup in it still has members
 
 
+def _close_pool_fds_in_child() -> None:
+    # A forked child gets a place of its own (place()); the fds its
+    # parent's pool kept are of no use to it.  No lock: one thread here.
+    where = _place
+    if where is not None:
+        for pair in where.pooled_fds.values():
+            _close(*pair)
+        where.pooled_fds.clear()
+
+
 atexit.register(_cleanup_at_exit)
+os.register_at_fork(after_in_child=_close_pool_fds_in_child)

@@ -124,13 +124,9 @@ def _probe_cgroup_birth() -> tuple[bool, str]:
         return False, str(e.strerror)
     request = SpawnRequest(probe_spec(), probe_only=True)
     r = request.struct
-    fd = tree.open_dir()
     try:
-        r.into_cgroup, r.cgroup_fd = 1, fd
+        r.into_cgroup, r.cgroup_fd = 1, tree.dir_fd()
         rc = lib.pidproc_spawn_clone3(r)
-    finally:
-        os.close(fd)
-    try:
         if rc != 0:
             name = errno.errorcode.get(abs(rc), str(rc))
             return False, f"clone3(CLONE_INTO_CGROUP) answered {name} (Linux 5.7+)"
@@ -207,6 +203,13 @@ def _unavailable(option: str, code: int, words: str) -> Exception:
     return OSError(code, f"{option}=True {words}")
 
 
+# ---- the choices memoised by Lifecycle.prepare --------------------------------
+
+# key -> (tree, nnp, flags, needs, new process group)
+_choices: dict[tuple[object, ...], tuple[str | None, str | None, int, frozenset[str], bool]] = {}
+_CHOICES_MAX = 64
+
+
 # ---- fork: autokill pidfds stay with the process that spawned ---------------
 
 _autokill_handles: weakref.WeakSet[_PidfdHandle] = weakref.WeakSet()
@@ -240,7 +243,6 @@ class Lifecycle:
         "needs",
         "flags",
         "cgroup",
-        "_cgroup_fd",
         "_new_group",
         "_reaped",
     )
@@ -255,7 +257,6 @@ class Lifecycle:
         self.needs: frozenset[str] = frozenset()
         self.flags = 0
         self.cgroup: _cgroup.Tree | None = None
-        self._cgroup_fd = -1
         self._new_group = False  # process_group=0, set where the spawn happens
         self._reaped = False
 
@@ -275,7 +276,35 @@ class Lifecycle:
     def prepare(self, a: ChildArgs) -> frozenset[str]:
         """Choose the mechanisms, set the preexec_fn the spawn is to use in
         ``a``, and return what the spawn path must be able to express.
-        Raises what cannot be honoured (module docstring)."""
+        Raises what cannot be honoured (module docstring).
+
+        The choice is memoised (``_choices``) where it depends on nothing
+        but the key: not with die_with_parent (autokill depends on the
+        capabilities and the fd budget at each spawn), nor with a
+        preexec_fn (wrapped per call), nor before the kernel's answer
+        about the 7.1 flags is known for no_new_privs."""
+        key = None
+        if (
+            not self.want_die
+            and a.preexec_fn is None
+            and (not self.want_nnp or "clone3_flags" in _facts)
+        ):
+            key = (
+                _paths.choice_key(), self.want_tree, self.want_nnp,
+                a.process_group, a.start_new_session, _USE_CGROUP,
+            )  # fmt: skip
+            known = _choices.get(key)
+            if known is not None:
+                self.tree, self.nnp, self.flags, self.needs, self._new_group = known
+                return self.needs
+        needs = self._choose(a)
+        if key is not None:
+            if len(_choices) >= _CHOICES_MAX:
+                _choices.clear()  # many process_group= values: start again
+            _choices[key] = (self.tree, self.nnp, self.flags, needs, self._new_group)
+        return needs
+
+    def _choose(self, a: ChildArgs) -> frozenset[str]:
         preexec_fn, process_group = a.preexec_fn, a.process_group
         needs: set[str] = set()
         wrap_pgid = wrap_nnp = False
@@ -388,10 +417,8 @@ class Lifecycle:
         if self.tree == "cgroup":
             if self.cgroup is None:
                 self.cgroup = _cgroup.new_tree()
-            if self._cgroup_fd < 0:
-                self._cgroup_fd = self.cgroup.open_dir()
             r.into_cgroup = 1
-            r.cgroup_fd = self._cgroup_fd
+            r.cgroup_fd = self.cgroup.dir_fd()
 
     def before_stdlib_spawn(self, paths: list[SpawnPath], a: ChildArgs) -> None:
         """The stdlib's own spawn is about to run: give it the new process
@@ -414,7 +441,8 @@ class Lifecycle:
     # ---- after the spawn ---------------------------------------------------
 
     def spawned(self, popen: Popen) -> None:
-        self._close_cgroup_fd()
+        if self.cgroup is not None:
+            self.cgroup.trim()
         popen.die_with_parent = self.die
         popen.kill_tree = self.tree
         popen.no_new_privs = self.nnp
@@ -426,14 +454,8 @@ class Lifecycle:
 
     def abandon(self) -> None:
         """The spawn failed: nothing runs in the cgroup, give it back."""
-        self._close_cgroup_fd()
         if self.cgroup is not None:
             self.cgroup.release()
-
-    def _close_cgroup_fd(self) -> None:
-        fd, self._cgroup_fd = self._cgroup_fd, -1
-        if fd >= 0:
-            os.close(fd)
 
     def reaped(self) -> None:
         """The child is gone (reaped, by us or anyone): its cgroup goes back

@@ -37,6 +37,7 @@ the stdlib holds it (``_fdbudget``).
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -70,6 +71,15 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ._lifecycle import Lifecycle
+
+
+@functools.cache
+def _lifecycle_class() -> type[Lifecycle]:
+    # Loaded on first use (import time), then without an import statement
+    # at each spawn (~2 us).
+    from ._lifecycle import Lifecycle
+
+    return Lifecycle
 
 
 # Called as a plain function, not through super(): CPython 3.14+ then runs
@@ -110,9 +120,7 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
         **kwargs: Any,
     ) -> None:
         if die_with_parent or kill_tree or no_new_privs:
-            from ._lifecycle import Lifecycle  # loaded on first use (import time)
-
-            self._lifecycle = life = Lifecycle(die_with_parent, kill_tree, no_new_privs)
+            self._lifecycle = life = _lifecycle_class()(die_with_parent, kill_tree, no_new_privs)
             try:
                 _STDLIB_INIT(self, *args, **kwargs)
             except BaseException:

@@ -71,6 +71,8 @@ _forced: str | None = None
 # chain() runs on every spawn: its answer is memoised per input, and the memo
 # is dropped whenever a path's state changes (mark_unusable/mark_usable).
 _chains: dict[tuple[object, ...], list[SpawnPath]] = {}
+# Bumped on the same changes, for answers memoised elsewhere (choice_key).
+_generation = 0
 
 
 def _validate(name: str | None, origin: str) -> str | None:
@@ -117,17 +119,28 @@ def _enabled(path: SpawnPath) -> bool:
 
 
 def mark_unusable(name: str, err: int, why: str) -> None:
+    global _generation
     with _lock:
         _state[name] = State.UNUSABLE
         _reason[name] = (err, why)
         _chains.clear()
+        _generation += 1
 
 
 def mark_usable(name: str) -> None:
+    global _generation
     if _state[name] is State.UNKNOWN:
         with _lock:
             _state[name] = State.USABLE
             _chains.clear()
+            _generation += 1
+
+
+def choice_key() -> tuple[object, ...]:
+    """What the paths a spawn may take depend on besides its request: the
+    forced path, the knobs, the paths' states (a counter of their changes).
+    A choice memoised under this key is still right while it is the same."""
+    return (forced(), _generation, *map(_module.__getitem__, _KNOBS))
 
 
 def unusable_because(name: str) -> int | None:
