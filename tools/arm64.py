@@ -60,8 +60,8 @@ themselves), the toolkit files whose calls carry structs or option numbers
 to the kernel (test_pidfd_handle, test_peer) and test_kernel_abi (the same
 numbers and layouts against the arm64 root's C headers), the lifecycle
 options (test_lifecycle_options: on 7.2 the clone3 flags 7.1 added, through
-the trampoline) and the Popen's own lifecycle (test_lifecycle, less the
-loops kernels.DESELECT leaves out), then ARM_FORCED_FILES again
+the trampoline) and the Popen's own lifecycle (test_lifecycle, less its
+10,000-spawn loop: ARM_DESELECT), then ARM_FORCED_FILES again
 with clone, fork and pid forced by PIDPROC_BACKEND, and ``python -m
 tests.child_stack`` (the child's stack use, measured on aarch64).  Under
 TCG that is most of an hour with both kernels, so CI runs ``--ci``
@@ -163,6 +163,11 @@ ARM_FILES = (
     "tests/test_lifecycle_options.py",
     "tests/test_lifecycle.py",
 )
+# Left out as in the x86 VMs: the 10,000-spawn leak loop (217 s under TCG;
+# it measures no kernel or CPU feature).
+# Unlike there, test_child_state's table against the stdlib stays: on this
+# CPU the trampoline sets up the child it checks.
+ARM_DESELECT = ("tests/test_lifecycle.py::test_ten_thousand_spawns_leave_fd_count_flat",)
 # test_child_state runs every path itself (the ``backend`` fixture): forced,
 # all of it would be deselected.
 ARM_FORCED_FILES = ("tests/test_security_fds.py",)
@@ -494,7 +499,7 @@ def make_job(args: argparse.Namespace) -> dict[str, Any]:
 
     def add(group: str, f: str, extra: list[str], env: dict[str, str]) -> None:
         name = f"{group}--{Path(f).stem}"
-        drop = [a for d in kernels.DESELECT if d.startswith(f"{f}::") for a in ("--deselect", d)]
+        drop = [a for d in ARM_DESELECT if d.startswith(f"{f}::") for a in ("--deselect", d)]
         argv = [*pytest, f"--junitxml=/results/junit-{name}.xml", *extra, *drop, f]
         argv += args.pytest_args
         steps.append(
