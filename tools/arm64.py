@@ -65,7 +65,7 @@ the trampoline) and the Popen's own lifecycle (test_lifecycle, less its
 with clone, fork and pid forced by PIDPROC_BACKEND, and ``python -m
 tests.child_stack`` (the child's stack use, measured on aarch64).  Under
 TCG that is most of an hour with both kernels, so CI runs ``--ci``
-instead: CI_FILES under 7.2 alone (4.4 minutes warm, measured).  A root built from
+instead: CI_FILES under 7.2 alone (about 6 minutes warm).  A root built from
 nothing takes ~20 minutes of emulated dpkg: CI builds one only when the
 time it has spent so far (``--ci-elapsed``, bash's $SECONDS) leaves room
 for that within CI_BUDGET; after a cold start of everything else it does
