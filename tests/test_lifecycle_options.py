@@ -730,12 +730,15 @@ def test_remembered_choice_follows_knobs_and_forced_paths(monkeypatch: pytest.Mo
         assert p.returncode == 0
         return p.backend, p.kill_tree
 
+    # Where pidfd_spawn is the first path (glibc 2.39+), a process group is
+    # started by it; else by clone3. A cgroup always needs clone3.
+    first = "pidfd_spawn" if "pidfd_spawn" in USABLE else "clone3"
     monkeypatch.delenv("PIDPROC_BACKEND", raising=False)
     with pidproc.use_backend(None):
         assert spawn() == ("clone3", "cgroup")
         assert spawn() == ("clone3", "cgroup")  # remembered, still right
         monkeypatch.setattr(_lifecycle, "_USE_CGROUP", False)
-        assert spawn() == ("clone3", "process_group")
+        assert spawn() == (first, "process_group")
         monkeypatch.setattr(_lifecycle, "_USE_CGROUP", True)
         assert spawn() == ("clone3", "cgroup")
         monkeypatch.setattr(state, "_USE_CLONE3", False)
@@ -744,12 +747,17 @@ def test_remembered_choice_follows_knobs_and_forced_paths(monkeypatch: pytest.Mo
         assert spawn() == ("clone3", "cgroup")
         if _stdlib.TAKES_PROCESS_GROUP:
             assert spawn(process_group=0) == ("clone3", "cgroup")
-    monkeypatch.setenv("PIDPROC_BACKEND", "clone")
-    with pidproc.use_backend(None):
-        assert spawn() == ("clone", "process_group")
-    monkeypatch.delenv("PIDPROC_BACKEND")
+    if "clone" in USABLE:
+        monkeypatch.setenv("PIDPROC_BACKEND", "clone")
+        with pidproc.use_backend(None):
+            assert spawn() == ("clone", "process_group")
+        monkeypatch.delenv("PIDPROC_BACKEND")
     with pidproc.use_backend("fork"):
-        assert spawn() == ("fork", "process_group")
+        if _stdlib.TAKES_PROCESS_GROUP:
+            assert spawn() == ("fork", "process_group")
+        else:  # 3.10's stdlib spawn cannot start a process group
+            with pytest.raises(pidproc.BackendUnavailable, match="kill_tree"):
+                spawn()
     with pidproc.use_backend(None):
         assert spawn() == ("clone3", "cgroup")
 
