@@ -71,10 +71,14 @@ kept = cgroup_fds(where.base)
 names = sorted({os.path.basename(os.readlink(f"/proc/self/fd/{fd}")) for fd in kept})
 ours = all(n.isdigit() or n == "cgroup.events" for n in names)
 out["pooled"] = [len(where.pool), len(kept), ours]
-for _ in range(200):  # reused: the count stays flat
+for _ in range(200):  # reused: no fd beyond the pool's two per cgroup
     pidproc.run(["true"], kill_tree=True)
 gc.collect()
-out["after_200"] = len(cgroup_fds(where.base)) == len(kept)
+# Not "the same count as before": on Linux 7.x a reaped child can still
+# count as a member for a moment (its cgroup is unlinked after its last
+# switch out), and such a cgroup is removed rather than pooled.
+after = cgroup_fds(where.base)
+out["after_200"] = len(after) == 2 * len(where.pool) <= len(kept)
 
 # 3. A forked child holds none of them.
 r, w = os.pipe()
