@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -168,8 +169,15 @@ def test_dropped_program_cannot_regain_root(backend: str) -> None:
 
 @pytest.fixture
 def marker_dir() -> Iterator[str]:
-    # Writable by whatever uid the program would run as, had a drop half-happened.
-    d = tempfile.mkdtemp(prefix="pidproc-drop-")
+    # Writable by whatever uid the program would run as, had a drop
+    # half-happened, and reachable by it: the temp directory only if every
+    # directory above it lets others through (a runner's TMPDIR is often
+    # inside a 0700 one), else /tmp.
+    parent = tempfile.gettempdir()
+    above = [parent, *map(str, Path(parent).parents)]
+    if not all(os.stat(a).st_mode & 0o001 for a in above):
+        parent = "/tmp"
+    d = tempfile.mkdtemp(prefix="pidproc-drop-", dir=parent)
     os.chmod(d, 0o777)
     yield d
     shutil.rmtree(d)
