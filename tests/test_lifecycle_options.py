@@ -34,7 +34,7 @@ import pytest
 
 import pidproc
 import pidproc.asyncio as aio
-from pidproc import _cgroup, _lifecycle, _stdlib
+from pidproc import _cgroup, _lifecycle, _posix, _stdlib
 from pidproc._native import lib
 from pidproc._spawn.request import ChildSpec, SpawnRequest
 
@@ -92,9 +92,9 @@ CGROUP_OK = "clone3" in USABLE and _writable_cgroup2()
 
 
 def _group_signal() -> bool:
-    fd = os.pidfd_open(os.getpid())
+    fd = _posix.pidfd_open(os.getpid())
     try:
-        signal.pidfd_send_signal(fd, 0, None, 4)  # PIDFD_SIGNAL_PROCESS_GROUP, 6.9
+        _posix.pidfd_send_signal(fd, 0, None, 4)  # PIDFD_SIGNAL_PROCESS_GROUP, 6.9
     except OSError:
         return False
     finally:
@@ -154,13 +154,13 @@ def kill_sleepers(mark: str) -> None:
     """Cleanup of what the stdlib left: through a pidfd, checked to be ours."""
     for pid in sleepers(mark):
         try:
-            fd = os.pidfd_open(pid)
+            fd = _posix.pidfd_open(pid)
         except OSError:
             continue
         try:
             if pid in sleepers(mark):
                 with contextlib.suppress(ProcessLookupError):
-                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+                    _posix.pidfd_send_signal(fd, signal.SIGKILL)
         finally:
             os.close(fd)
 
@@ -226,7 +226,7 @@ def start_parent(
     line = parent.stdout.readline()
     assert line, f"the parent died: {parent.wait()}"
     info = json.loads(line)
-    return parent, info, os.pidfd_open(info["pid"])
+    return parent, info, _posix.pidfd_open(info["pid"])
 
 
 @pytest.mark.parametrize("how", ["main", "thread"])
@@ -350,11 +350,11 @@ def test_parent_gone_during_the_spawn_child_kills_itself() -> None:
         fn = lib.pidproc_spawn_clone3 if "clone3" in USABLE else lib.pidproc_spawn_clone
         assert fn(r) == 0 and r.err_step == 0
         try:
-            result = os.waitid(os.P_PIDFD, r.pidfd, os.WEXITED)
+            result = _posix.waitid(_posix.P_PIDFD, r.pidfd, _posix.WEXITED)
         finally:
             os.close(r.pidfd)
         assert result is not None
-        got = result.si_status if result.si_code == os.CLD_EXITED else -result.si_status
+        got = result.si_status if result.si_code == _posix.CLD_EXITED else -result.si_status
         assert got == code, parent_pid
     assert lib.pidproc_keeper_running() == 1
 
@@ -519,7 +519,7 @@ def test_one_child_after_another(tree_mode: str) -> None:
     # Linux 6.18 would kill at birth.)
     for _ in range(3):
         p = pidproc.Popen(["sleep", "30"], kill_tree=True)
-        fd = os.pidfd_open(p.pid)
+        fd = _posix.pidfd_open(p.pid)
         try:
             assert alive_for(fd, 0.2)
         finally:
@@ -851,14 +851,14 @@ def test_autokill_dropped_popen_keeps_running() -> None:
     if not PRIVILEGED:
         pytest.skip("needs CAP_SYS_ADMIN for autokill without no_new_privs")
     p = pidproc.Popen(["sleep", "30"], die_with_parent=True)
-    pid, fd = p.pid, os.pidfd_open(p.pid)
+    pid, fd = p.pid, _posix.pidfd_open(p.pid)
     del p
     gc.collect()
     try:
         # The stdlib keeps a running child's Popen (subprocess._active), and
         # with it the pidfd: dropping it does not kill.
         assert alive_for(fd, 0.3)
-        signal.pidfd_send_signal(fd, signal.SIGKILL)
+        _posix.pidfd_send_signal(fd, signal.SIGKILL)
         assert not alive_for(fd, 10)
     finally:
         os.close(fd)

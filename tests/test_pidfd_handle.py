@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import pidproc
-from pidproc import _pidfd
+from pidproc import _pidfd, _posix
 from pidproc._native import lib
 from pidproc._pidfd_info import PIDFD_GET_INFO, PIDFD_INFO_EXIT
 
@@ -280,7 +280,7 @@ def pid_strategy(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
         if core.MISSING is not None:
             pytest.skip(core.REASON)
         monkeypatch.setattr(_pidfd, "_USE_GET_INFO", False)
-        fd = os.pidfd_open(os.getpid())
+        fd = _posix.pidfd_open(os.getpid())
         try:
             if lib.pidproc_pidfd_getpid(fd) == -errno.ENOSYS:
                 pytest.skip("glibc has no pidfd_getpid (2.39+)")

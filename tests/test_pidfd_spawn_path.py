@@ -29,6 +29,7 @@ from unittest import mock
 import pytest
 
 import pidproc
+from pidproc import _posix
 from pidproc._native import lib
 from pidproc._spawn import state as _backends
 from pidproc._spawn.paths import _leaks_pidfd_on_exec_failure
@@ -415,7 +416,10 @@ def test_a_pidfd_held_child_is_waited_on_its_own_pidfd(pidfd_backend: str) -> No
     p = pidproc.Popen(SLEEPER)
     hook = getattr(subprocess.Popen, "_wait_pidfd", None)
     with (
-        mock.patch("os.pidfd_open", side_effect=AssertionError("pidfd_open")) as opened,
+        mock.patch(
+            "os.pidfd_open", side_effect=AssertionError("pidfd_open"), create=True
+        ) as opened,
+        mock.patch.object(_posix, "pidfd_open", side_effect=AssertionError("pidfd_open")) as ours,
         mock.patch("time.sleep", side_effect=AssertionError("sleep")) as slept,
         mock.patch.object(subprocess.Popen, "_wait_pidfd", create=hook is None) as hooked,
     ):
@@ -423,7 +427,7 @@ def test_a_pidfd_held_child_is_waited_on_its_own_pidfd(pidfd_backend: str) -> No
             p.wait(timeout=0.001)
         started = time.monotonic()
         assert p.wait(timeout=30) == 0
-    assert not opened.called and not slept.called and not hooked.called
+    assert not opened.called and not ours.called and not slept.called and not hooked.called
     assert time.monotonic() - started < 5
     p.__exit__(None, None, None)
 

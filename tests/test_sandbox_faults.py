@@ -253,6 +253,9 @@ def test_clone3_without_clear_sighand_resets_handlers_in_the_child(tmp_path: Pat
 
 def test_python_children_see_the_filter() -> None:
     """The fixture itself: the filter really is in force in the child."""
-    code = "import os\ntry:\n    os.pidfd_open(0)\nexcept OSError as e:\n    print(e.errno)\n"
+    code = (
+        "from pidproc import _posix\n"
+        "try:\n    _posix.pidfd_open(0)\nexcept OSError as e:\n    print(e.errno)\n"
+    )
     r = seccomp.run_filtered({"pidfd_open": errno.EPERM}, code)
     assert r.stdout.strip() == str(errno.EPERM), r.stderr

@@ -51,6 +51,7 @@ from collections.abc import Callable
 from select import POLLIN
 from typing import Any
 
+from . import _posix
 from ._pidfd_handle import pin_pidfd, unpin_pidfd
 from ._pidfd_sys import open_unreaped_child, poll_fd, returncode, returncode_after_reap
 from ._popen import Popen
@@ -149,7 +150,7 @@ class PidfdSubprocessTransport(base_subprocess.BaseSubprocessTransport):
         try:
             if proc.returncode is None:
                 try:
-                    result = os.waitid(os.P_PIDFD, fd, os.WEXITED | os.WNOHANG)
+                    result = _posix.waitid(_posix.P_PIDFD, fd, _posix.WEXITED | os.WNOHANG)
                 except ChildProcessError:
                     # Reaped behind our back: the real status where the
                     # kernel keeps it (6.15+), else 0 as pidproc.Popen says.
@@ -334,7 +335,7 @@ class PidfdSubprocessTransport(base_subprocess.BaseSubprocessTransport):
 
 def _pidfd_send_signal(fd: int, sig: int) -> None:
     # Module level: send_signal's parameter is named ``signal`` (as asyncio's).
-    signal.pidfd_send_signal(fd, sig)
+    _posix.pidfd_send_signal(fd, sig)
 
 
 async def make_subprocess_transport(

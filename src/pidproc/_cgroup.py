@@ -48,7 +48,7 @@ import os
 import signal
 import threading
 
-from . import _fdbudget
+from . import _fdbudget, _posix
 
 _MOUNTINFO = "/proc/self/mountinfo"
 _SELF_CGROUP = "/proc/self/cgroup"
@@ -336,7 +336,7 @@ class Tree:
         reaped meanwhile; so a member that exited and whose PID went to
         someone outside the tree is never signalled."""
         try:
-            fd = os.pidfd_open(pid)
+            fd = _posix.pidfd_open(pid)
         except OSError:
             return  # gone, or no pidfd: it exited between the listing and here
         try:
@@ -349,7 +349,7 @@ class Tree:
                 return
             if here:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
-                    signal.pidfd_send_signal(fd, sig)
+                    _posix.pidfd_send_signal(fd, sig)
         finally:
             os.close(fd)
 

@@ -47,7 +47,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import _cgroup, _fdbudget, _stdlib
+from . import _cgroup, _fdbudget, _posix, _stdlib
 from ._errors import BackendUnavailable
 from ._native import MISSING, lib
 from ._pidfd_sys import still_unreaped
@@ -106,9 +106,9 @@ def _probe_group_signal() -> bool:
     """pidfd_send_signal's PIDFD_SIGNAL_PROCESS_GROUP (6.9): signal 0 (no
     signal, only the checks) to our own process group.  Older kernels refuse
     the flag with EINVAL."""
-    fd = os.pidfd_open(os.getpid())
+    fd = _posix.pidfd_open(os.getpid())
     try:
-        signal.pidfd_send_signal(fd, 0, None, PIDFD_SIGNAL_PROCESS_GROUP)
+        _posix.pidfd_send_signal(fd, 0, None, PIDFD_SIGNAL_PROCESS_GROUP)
     except OSError as e:
         return e.errno not in (errno.EINVAL, errno.ENOSYS)
     finally:
@@ -132,7 +132,7 @@ def _probe_cgroup_birth() -> tuple[bool, str]:
             return False, f"clone3(CLONE_INTO_CGROUP) answered {name} (Linux 5.7+)"
         if r.pidfd >= 0:
             try:
-                os.waitid(os.P_PIDFD, r.pidfd, os.WEXITED)
+                _posix.waitid(_posix.P_PIDFD, r.pidfd, _posix.WEXITED)
             finally:
                 os.close(r.pidfd)
         return True, ""
@@ -513,7 +513,7 @@ def _signal_group(popen: Popen, sig: int) -> None:
     try:
         if _USE_PIDFD_GROUP_SIGNAL and fact("group_signal"):
             try:
-                signal.pidfd_send_signal(fd, sig, None, PIDFD_SIGNAL_PROCESS_GROUP)
+                _posix.pidfd_send_signal(fd, sig, None, PIDFD_SIGNAL_PROCESS_GROUP)
             except ProcessLookupError:
                 pass  # nobody left in the group
             return

@@ -7,7 +7,8 @@ reach a recycled PID.
 
 Where Python has the call it is used (``os.pidfd_open``,
 ``signal.pidfd_send_signal``, ``os.waitid``, ``os.setns`` on 3.12+); the rest
-goes through the cffi core (``_toolkit.c``).  Where the kernel or the
+goes through the cffi core (``_toolkit.c``), and so do the first three on
+PyPy, which lacks them (``_posix``).  Where the kernel or the
 privileges lack something, the OSError carries the kernel's errno and a
 message naming what is missing.
 
@@ -33,7 +34,7 @@ from collections.abc import Callable, Iterable
 from time import monotonic as _time
 from typing import Any
 
-from . import _native
+from . import _native, _posix
 from ._native import ffi, lib
 from ._pidfd_handle import pin_pidfd, unpin_pidfd
 from ._pidfd_info import (
@@ -109,7 +110,7 @@ def _pidfs() -> bool:
     still does, so compare the two.  A failure (EMFILE, ...) is not cached."""
     global _pidfs_known
     if _pidfs_known is None:
-        fd = os.pidfd_open(os.getpid())
+        fd = _posix.pidfd_open(os.getpid())
         try:
             with select.epoll() as ep:
                 a, b = os.fstat(fd), os.fstat(ep.fileno())
@@ -159,7 +160,7 @@ class PidFd:
         if not isinstance(pid, int) or pid <= 0:
             raise ValueError(f"pid must be a positive int, got {pid!r}")
         try:
-            fd = os.pidfd_open(pid, PIDFD_NONBLOCK if nonblock else 0)
+            fd = _posix.pidfd_open(pid, PIDFD_NONBLOCK if nonblock else 0)
         except OSError as e:
             raise _open_error(e.errno or 0, pid, nonblock) from None
         return cls(fd)
@@ -308,7 +309,7 @@ class PidFd:
 
         ProcessLookupError once the process has been reaped."""
         try:
-            signal.pidfd_send_signal(self.fileno(), sig)
+            _posix.pidfd_send_signal(self.fileno(), sig)
         except OSError as e:
             err = e.errno or 0
             if err == errno.ESRCH:
@@ -372,7 +373,7 @@ class PidFd:
             if self._done:
                 return True
             try:
-                result = os.waitid(os.P_PIDFD, fd, os.WEXITED | os.WNOHANG)
+                result = _posix.waitid(_posix.P_PIDFD, fd, _posix.WEXITED | os.WNOHANG)
             except ChildProcessError:
                 pass  # not our child (or someone reaped it): watch the pidfd
             except BlockingIOError:

@@ -16,7 +16,7 @@ import math
 import os
 import select
 
-from . import _fdbudget
+from . import _fdbudget, _posix
 
 TYPE_CHECKING = False  # typing stays unloaded at run time (see __init__)
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ NO_FD = -2
 kernel refuses pidfd_open.  The child is then held by its PID, as the
 stdlib holds it."""
 
-_WNOWAIT_FLAGS = os.WEXITED | os.WNOHANG | os.WNOWAIT
+_WNOWAIT_FLAGS = _posix.WEXITED | os.WNOHANG | _posix.WNOWAIT
 # poll() takes an int of milliseconds: waits longer than this go in slices
 # (wait(timeout=1e10 or inf) must not overflow it).
 MAX_POLL_SECONDS = 24 * 3600.0
@@ -41,7 +41,7 @@ def open_unreaped_child(pid: int) -> int:
     NO_FD.  A foreign reaper (SIGCHLD ignored, waitpid(-1) elsewhere) could
     have taken the child and its PID been reused before the open."""
     try:
-        fd = os.pidfd_open(pid)
+        fd = _posix.pidfd_open(pid)
     except ProcessLookupError:
         return GONE  # only a reap ends a child's PID
     except OSError:
@@ -59,7 +59,7 @@ def still_unreaped(fd: int) -> bool:
     """The pidfd's process is our child and not reaped (a zombie keeps its
     PID): waitid(WNOWAIT) succeeds on it."""
     try:
-        os.waitid(os.P_PIDFD, fd, _WNOWAIT_FLAGS)
+        _posix.waitid(_posix.P_PIDFD, fd, _WNOWAIT_FLAGS)
     except ChildProcessError:
         return False
     return True
@@ -67,7 +67,7 @@ def still_unreaped(fd: int) -> bool:
 
 def returncode(result: Any) -> int:
     """A waitid result as Popen.returncode (minus the signal if killed)."""
-    if result.si_code == os.CLD_EXITED:
+    if result.si_code == _posix.CLD_EXITED:
         return int(result.si_status)
     return -int(result.si_status)
 

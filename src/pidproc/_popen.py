@@ -39,14 +39,13 @@ from __future__ import annotations
 
 import functools
 import os
-import signal
 import subprocess
 import threading
 from collections.abc import Callable
 from select import POLLIN
 from time import monotonic as _time
 
-from . import _fdbudget, _reap, _stdlib
+from . import _fdbudget, _posix, _reap, _stdlib
 from ._communicate import communicate as _communicate_fast
 from ._pidfd_handle import _PidfdHandle
 from ._pidfd_sys import (
@@ -218,7 +217,7 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
         self,
         _deadstate: int | None = None,
         _wait: Callable[..., Any] = _reap.wait,
-        _FLAGS: int = os.WEXITED | os.WNOHANG,
+        _FLAGS: int = _posix.WEXITED | os.WNOHANG,
     ) -> int | None:
         # Called by __del__: only locals and default arguments from here.
         handle = self._pidfd_handle
@@ -272,7 +271,7 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
         if timeout is None:
             while self.returncode is None:
                 with self._waitpid_lock:
-                    self._reap_locked(os.WEXITED)
+                    self._reap_locked(_posix.WEXITED)
             return self.returncode
 
         endtime = _time() + timeout
@@ -288,7 +287,7 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
                 wait_for_lock = min(max(endtime - _time(), 0), MAX_POLL_SECONDS)
                 if self._waitpid_lock.acquire(True, wait_for_lock):
                     try:
-                        if self._reap_locked(os.WEXITED | os.WNOHANG):
+                        if self._reap_locked(_posix.WEXITED | os.WNOHANG):
                             return self.returncode  # type: ignore[return-value]  # set
                     finally:
                         self._waitpid_lock.release()
@@ -326,7 +325,7 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
         if fd < 0:
             return  # reaped meanwhile
         try:
-            signal.pidfd_send_signal(fd, sig)
+            _posix.pidfd_send_signal(fd, sig)
         except ProcessLookupError:
             pass  # exited meanwhile; the pidfd cannot point anywhere else
         except OSError:

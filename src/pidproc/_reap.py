@@ -25,8 +25,10 @@ import errno
 import os
 import resource
 import select
+import signal
 from collections.abc import Callable
 
+from . import _posix
 from ._native import MISSING, ffi, lib
 
 TYPE_CHECKING = False  # typing stays unloaded at run time (see __init__)
@@ -44,8 +46,9 @@ def _wait_with_rusage(
     flags: int,
     _new: Any = ffi.new,
     _waitid: Any = lib.pidproc_waitid_rusage,
-    _result: type[os.waitid_result] = os.waitid_result,
-    _WNOWAIT: int = os.WNOWAIT,
+    _result: type[os.waitid_result] = _posix.waitid_result,
+    _WNOWAIT: int = _posix.WNOWAIT,
+    _SIGCHLD: int = signal.SIGCHLD,
     _EINTR: int = _EINTR,
     _ECHILD: int = _ECHILD,
     _strerror: Any = os.strerror,
@@ -67,7 +70,7 @@ def _wait_with_rusage(
         handle.rusage = out
         if life is not None:
             life.reaped()
-    return _result((out.pid, 0, 17, out.status, out.code))  # 17: SIGCHLD, unused
+    return _result((out.pid, out.uid, _SIGCHLD, out.status, out.code))
 
 
 def _wait_autoreaped(handle: Any, flags: int) -> os.waitid_result | None:
@@ -97,8 +100,8 @@ def rusage_of(handle: Any) -> resource.struct_rusage | None:
 def _wait_without_core(
     handle: Any,
     flags: int,
-    _waitid: Any = os.waitid,
-    _P_PIDFD: int = os.P_PIDFD,
+    _waitid: Any = _posix.waitid,
+    _P_PIDFD: int = _posix.P_PIDFD,
 ) -> os.waitid_result | None:
     # No autoreaped children without the core: only its clone3 makes them.
     try:
@@ -107,7 +110,7 @@ def _wait_without_core(
         if handle.life is not None:
             handle.life.reaped()
         raise
-    if result is not None and not flags & os.WNOWAIT and handle.life is not None:
+    if result is not None and not flags & _posix.WNOWAIT and handle.life is not None:
         handle.life.reaped()
     return result
 

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import time
 
+from pidproc import _posix
 from pidproc._pidfd_info import PIDFD_INFO_EXIT, pidfd_info
 
 # A command line's prefix: what follows runs in a PID namespace of its own,
@@ -50,7 +51,7 @@ def runnable_by_anyone(path: str) -> bool:
 @functools.cache
 def has_pidfd_get_info() -> bool:
     """The PIDFD_GET_INFO ioctl (Linux 6.13)."""
-    fd = os.pidfd_open(os.getpid())
+    fd = _posix.pidfd_open(os.getpid())
     try:
         return pidfd_info(fd, 0) is not None
     finally:
@@ -64,7 +65,7 @@ def keeps_exit_status() -> bool:
     if not has_pidfd_get_info():
         return False
     p = subprocess.Popen(["sh", "-c", "exit 5"])
-    fd = os.pidfd_open(p.pid)
+    fd = _posix.pidfd_open(p.pid)
     try:
         os.waitpid(p.pid, 0)
         # The kernel records the status when it releases the task, a moment

@@ -7,11 +7,11 @@ Run by tests/test_sandbox_faults.py."""
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
 
 import pidproc
+from pidproc import _posix
 
 
 def check(name: str) -> None:
@@ -19,7 +19,7 @@ def check(name: str) -> None:
         p = pidproc.Popen(["sleep", "10"])
         assert p.pidfd is not None and p.backend == name
         try:
-            signal.pidfd_send_signal(p.pidfd, 0)
+            _posix.pidfd_send_signal(p.pidfd, 0)
         except OSError as e:
             denied = e.errno
         p.terminate()

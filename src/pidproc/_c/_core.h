@@ -100,6 +100,7 @@ struct pidproc_waited {
     int pid;                  /* 0 with WNOHANG and nothing to report */
     int code;                 /* si_code: CLD_EXITED, CLD_KILLED, ... */
     int status;               /* si_status */
+    unsigned int uid;         /* si_uid: the child's real user id */
     long ru[18];              /* utime sec, usec, stime sec, usec, maxrss .. nivcsw */
 };
 /* waitid(P_PIDFD, pidfd, options) with the rusage argument; 0 or -errno. */
@@ -116,6 +117,10 @@ int pidproc_keeper_running(void);
 /* ---- the pidfd toolkit (_toolkit.c): parent-side syscalls os lacks ----
  * Each returns its result, or -errno on failure. */
 
+/* pidfd_open(2), Linux 5.3: a pidfd (close-on-exec), for interpreters whose os lacks it. */
+int pidproc_pidfd_open(int pid, unsigned int flags);
+/* pidfd_send_signal(2), Linux 5.1, without a siginfo: 0. */
+int pidproc_pidfd_send_signal(int pidfd, int sig, unsigned int flags);
 /* pidfd_getfd(2), Linux 5.6: a close-on-exec duplicate of targetfd of the process. */
 int pidproc_pidfd_getfd(int pidfd, int targetfd, unsigned int flags);
 /* process_madvise(2), Linux 5.10: n <= 1024 ranges (an unsigned long holds an

@@ -165,6 +165,7 @@ int pidproc_waitid_rusage(int pidfd, int options, struct pidproc_waited *out)
     out->pid = info.si_pid;
     out->code = info.si_code;
     out->status = info.si_status;
+    out->uid = info.si_uid;
     out->ru[0] = ru.utime_sec;
     out->ru[1] = ru.utime_usec;
     out->ru[2] = ru.stime_sec;

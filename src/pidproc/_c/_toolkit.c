@@ -1,8 +1,10 @@
 /* The pidfd toolkit: the few pidfd syscalls Python's os module lacks.
  *
- * Python has pidfd_open, pidfd_send_signal and waitid(P_PIDFD) (3.9) and
+ * CPython has pidfd_open, pidfd_send_signal and waitid(P_PIDFD) (3.9) and
  * setns (3.12 only); pidfd_getfd, process_madvise and glibc's pidfd_getpid
- * it has not.  These run in the parent, never in a child: ordinary C, no
+ * it has not.  PyPy has none of the first three: pidfd_open and
+ * pidfd_send_signal are here for it (_posix.py; waitid is _lifecycle.c's).
+ * These run in the parent, never in a child: ordinary C, no
  * async-signal-safety contract.
  *
  * Every function returns its result or -errno (never -1 + errno), so the
@@ -30,6 +32,18 @@
 
 /* The kernel's UIO_MAXIOV: more vectors in one call is EINVAL anyway. */
 #define PIDPROC_MAX_IOV 1024
+
+int pidproc_pidfd_open(int pid, unsigned int flags)
+{
+    long fd = syscall(__NR_pidfd_open, pid, flags);
+    return fd < 0 ? -errno : (int)fd;
+}
+
+int pidproc_pidfd_send_signal(int pidfd, int sig, unsigned int flags)
+{
+    /* No siginfo: os's pidfd_send_signal accepts only None for it too. */
+    return syscall(__NR_pidfd_send_signal, pidfd, sig, NULL, flags) < 0 ? -errno : 0;
+}
 
 int pidproc_pidfd_getfd(int pidfd, int targetfd, unsigned int flags)
 {

@@ -23,7 +23,7 @@ import os
 import threading
 from collections.abc import Iterator
 
-from .. import _native, _stdlib
+from .. import _native, _posix, _stdlib
 from .._errors import BackendUnavailable
 from .paths import BY_NAME, NAMES, PATHS, SpawnPath, Unusable
 
@@ -156,11 +156,11 @@ def _probe_pidfd_wait() -> State:
     """pidfd_open (5.3) and waitid(P_PIDFD) (5.4), the way Go probes: waiting
     on our own pidfd must say ECHILD (we are not our own child)."""
     try:
-        fd = os.pidfd_open(os.getpid())
+        fd = _posix.pidfd_open(os.getpid())
     except OSError as e:
         return State.UNKNOWN if e.errno in TRANSIENT else State.UNUSABLE
     try:
-        os.waitid(os.P_PIDFD, fd, os.WEXITED | os.WNOHANG)
+        _posix.waitid(_posix.P_PIDFD, fd, _posix.WEXITED | os.WNOHANG)
     except ChildProcessError:
         return State.USABLE
     except OSError as e:
@@ -217,7 +217,7 @@ def _probe_by_spawning(path: SpawnPath) -> None:
     r = request.struct
     if r.pidfd >= 0:
         with contextlib.suppress(ChildProcessError):
-            os.waitid(os.P_PIDFD, r.pidfd, os.WEXITED)
+            _posix.waitid(_posix.P_PIDFD, r.pidfd, _posix.WEXITED)
         os.close(r.pidfd)
         mark_usable(path.name)
         return

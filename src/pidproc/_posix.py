@@ -1,0 +1,105 @@
+"""The pidfd calls and wait constants of ``os`` and ``signal``, wherever the
+interpreter lacks them: every module of pidproc takes them from here.
+
+CPython (3.9+ on Linux) has them all, and then these names *are* its
+functions and constants, so nothing changes and nothing costs more.  PyPy
+(7.3 to 8.0, Python 3.11) has ``os.waitpid`` but none of ``os.pidfd_open``,
+``os.waitid`` (nor its result type, ``P_PID``, ``P_PIDFD``, ``WEXITED``,
+``WNOWAIT``, the ``CLD_*`` codes) or ``signal.pidfd_send_signal``.  cffi is
+PyPy's own FFI, so there the C core makes the calls: the children of a
+PyPy program are held by pidfds too, which PyPy's own subprocess cannot do.
+
+Without either (PyPy without the core), the calls raise ENOSYS, the answer
+of a kernel without pidfds, and pidproc holds its children by PID (the
+``pid`` path), exactly like the stdlib.
+
+The constants are the kernel's (include/uapi/linux/wait.h and the generic
+siginfo codes), the same on every Linux architecture.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+
+from ._native import lib
+
+TYPE_CHECKING = False  # typing stays unloaded at run time (see __init__)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+P_PID: int = getattr(os, "P_PID", 1)
+P_PIDFD: int = getattr(os, "P_PIDFD", 3)
+WEXITED: int = getattr(os, "WEXITED", 4)
+WNOWAIT: int = getattr(os, "WNOWAIT", 0x01000000)
+WNOHANG: int = os.WNOHANG  # every Python has this one (waitpid's)
+CLD_EXITED: int = getattr(os, "CLD_EXITED", 1)
+CLD_KILLED: int = getattr(os, "CLD_KILLED", 2)
+CLD_DUMPED: int = getattr(os, "CLD_DUMPED", 3)
+
+NATIVE: bool = hasattr(os, "waitid") and hasattr(os, "pidfd_open")
+"""The interpreter has the calls itself (CPython); else the core makes them."""
+
+
+def _raise(rc: int) -> Any:
+    # OSError(errno, ...) is the matching subclass (ProcessLookupError for
+    # ESRCH, ChildProcessError for ECHILD), as os raises it.
+    raise OSError(-rc, os.strerror(-rc))
+
+
+class _WaitidResult(tuple):  # type: ignore[type-arg]
+    """``os.waitid_result`` where os has none: the same five fields, by
+    name and by index."""
+
+    __slots__ = ()
+
+    si_pid = property(lambda self: self[0])
+    si_uid = property(lambda self: self[1])
+    si_signo = property(lambda self: self[2])
+    si_status = property(lambda self: self[3])
+    si_code = property(lambda self: self[4])
+
+    def __repr__(self) -> str:
+        fields = ("si_pid", "si_uid", "si_signo", "si_status", "si_code")
+        inner = ", ".join(f"{name}={value!r}" for name, value in zip(fields, self, strict=True))
+        return f"waitid_result({inner})"
+
+
+def _pidfd_open(pid: int, flags: int = 0) -> int:
+    rc: int = lib.pidproc_pidfd_open(pid, flags)
+    return rc if rc >= 0 else _raise(rc)
+
+
+def _pidfd_send_signal(fd: int, sig: int, siginfo: None = None, flags: int = 0) -> None:
+    if siginfo is not None:
+        raise TypeError("siginfo must be None")  # as os's
+    rc: int = lib.pidproc_pidfd_send_signal(fd, sig, flags)
+    while rc == -errno.EINTR:
+        rc = lib.pidproc_pidfd_send_signal(fd, sig, flags)
+    if rc < 0:
+        _raise(rc)
+
+
+def _waitid(idtype: int, ident: int, options: int) -> _WaitidResult | None:
+    if idtype != P_PIDFD:
+        raise OSError(errno.EINVAL, "pidproc's waitid takes only P_PIDFD")
+    # Imported here: the struct type is the core's, and only PyPy gets here.
+    from ._native import ffi
+
+    out = ffi.new("struct pidproc_waited *")
+    rc: int = lib.pidproc_waitid_rusage(ident, options, out)
+    while rc == -errno.EINTR:  # a handler, if any, has run between the tries (PEP 475)
+        rc = lib.pidproc_waitid_rusage(ident, options, out)
+    if rc < 0:
+        _raise(rc)
+    if out.pid == 0:
+        return None  # WNOHANG, nothing to report
+    return _WaitidResult((out.pid, out.uid, int(signal.SIGCHLD), out.status, out.code))
+
+
+pidfd_open: Callable[..., int] = getattr(os, "pidfd_open", _pidfd_open)
+pidfd_send_signal: Callable[..., None] = getattr(signal, "pidfd_send_signal", _pidfd_send_signal)
+waitid: Callable[[int, int, int], Any] = getattr(os, "waitid", _waitid)
+waitid_result: Any = getattr(os, "waitid_result", _WaitidResult)
