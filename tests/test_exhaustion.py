@@ -12,7 +12,6 @@ cached as "unsupported").
 from __future__ import annotations
 
 import gc
-import json
 import os
 import resource
 import subprocess
@@ -25,8 +24,8 @@ import pidproc
 
 from ._support.leaks import children, live_fds
 from ._support.outcome import short
-from ._support.programs import program
-from .conftest import PY, USABLE
+from ._support.programs import run_program
+from .conftest import USABLE
 from .stress import record, scale
 
 PIPE_SETS: list[tuple[str, ...]] = [(), ("stdout",), ("stdin", "stdout", "stderr")]
@@ -165,15 +164,7 @@ def test_rlimit_nproc() -> None:
     """clone/clone3/vfork answer EAGAIN: BlockingIOError as the stdlib, on every
     path, nothing left behind, and the best path again once raised."""
     env = {k: v for k, v in os.environ.items() if k != "PIDPROC_BACKEND"}
-    r = subprocess.run(
-        [PY, program("exhaustion_nproc"), ",".join(USABLE)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
-    assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
+    out = run_program("exhaustion_nproc", ",".join(USABLE), timeout=60, env=env)
     eagain = ["BlockingIOError", 11, "[Errno 11] Resource temporarily unavailable"]
     named = [*eagain[:2], f"{eagain[2]}: '/bin/true'"]
     before, after = out["leaked"]

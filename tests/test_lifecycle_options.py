@@ -40,7 +40,7 @@ from pidproc._spawn.request import ChildSpec, SpawnRequest
 
 from ._support import seccomp
 from ._support.core import needs_core
-from ._support.programs import program
+from ._support.programs import program, run_program
 from .conftest import PY, USABLE
 
 SRC = str(Path(pidproc.__file__).resolve().parent.parent)
@@ -705,12 +705,7 @@ def test_cgroup_fds_kept_within_the_budget_and_not_after_fork() -> None:
     # A cgroup keeps its directory's and its cgroup.events' fds (pooled
     # too), never in the top quarter of the fd range; a forked child
     # closes the ones its parent's pool kept.
-    out = subprocess.run(
-        [PY, program("lifecycle_options_cgroup_fds")],
-        capture_output=True, text=True, env=env_for(None),
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    got = json.loads(out.stdout)
+    got = run_program("lifecycle_options_cgroup_fds", env=env_for(None))
     assert got["near_limit"] == ["cgroup", True, []]
     assert got["near_limit_killed"] and got["near_limit_after"] == []
     assert got["pooled"] == [8, 16, True]
@@ -770,11 +765,7 @@ def test_budget_never_costs_an_option() -> None:
     # Above three quarters of the fd limit a pidfd is given up (the child
     # held by its PID), except where the option needs it: a process group
     # signalled through it; autokill (7.1) is not chosen there at all.
-    out = subprocess.run(
-        [PY, program("lifecycle_options_budget")], capture_output=True, text=True, env=env_for(None)
-    )
-    assert out.returncode == 0, out.stderr
-    got = json.loads(out.stdout)
+    got = run_program("lifecycle_options_budget", env=env_for(None))
     assert got["plain"][:2] == [USABLE[0] + "-no-pidfd", False]
     assert got["kill_tree"][1:3] == [True, "process_group"]
     assert got["die_with_parent"][3] == "pdeathsig"
@@ -787,12 +778,7 @@ def test_budget_never_costs_an_option() -> None:
 def test_rusage(backend: str) -> None:
     # In a small parent: until its exec, a vfork-style child (every path,
     # and the stdlib's) counts its parent's resident pages in ru_maxrss.
-    out = subprocess.run(
-        [PY, program("lifecycle_options_rusage")],
-        capture_output=True, text=True, env=env_for(backend),
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    got = json.loads(out.stdout)
+    got = run_program("lifecycle_options_rusage", env=env_for(backend))
     assert got["backend"] == backend
     assert got["touch_before_reap"] is None and got["burn_before_reap"] is None
     if backend == "pid":
@@ -873,12 +859,7 @@ def test_autokill_without_cap_sys_admin() -> None:
     # the child instead; asked for, AUTOKILL + NNP.
     if not PRIVILEGED:
         pytest.skip("runs as root, then drops CAP_SYS_ADMIN")
-    out = subprocess.run(
-        [PY, program("lifecycle_options_capdrop")],
-        capture_output=True, text=True, env=env_for(None),
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    got = json.loads(out.stdout)
+    got = run_program("lifecycle_options_capdrop", env=env_for(None))
     assert got["die"] == ["pdeathsig", None, "0" if not _no_new_privs_here() else "1"]
     assert got["die_nnp"] == ["autokill", "clone_nnp", "1"]
 

@@ -7,10 +7,8 @@ without the core.)"""
 from __future__ import annotations
 
 import errno
-import json
 import os
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +16,7 @@ import pytest
 
 import pidproc
 
-from ._support.programs import program
-from .conftest import PY
+from ._support.programs import run_program
 
 C_PATHS = ("pidfd_spawn", "clone3", "clone")
 
@@ -28,11 +25,7 @@ C_PATHS = ("pidfd_spawn", "clone3", "clone")
 def report() -> dict[str, Any]:
     env = {**os.environ, "PIDPROC_NO_EXTENSION": "1"}
     env.pop("PIDPROC_BACKEND", None)
-    r = subprocess.run(
-        [PY, program("nocore_report")], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert r.returncode == 0, r.stderr
-    return dict(json.loads(r.stdout))
+    return dict(run_program("nocore_report", env=env, timeout=60))
 
 
 def test_the_core_is_not_loaded_and_the_c_paths_say_why(report: dict[str, Any]) -> None:

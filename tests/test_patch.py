@@ -20,7 +20,7 @@ import pytest
 import pidproc
 from pidproc import _patch
 
-from ._support.programs import program
+from ._support.programs import run_program
 from .conftest import PY
 
 STDLIB_POPEN = _patch._STDLIB_POPEN
@@ -170,11 +170,7 @@ NOT_REACHED = {"Popen imported before", "subclass defined before"}
 
 
 def entry_points(mode: str) -> dict[str, Any]:
-    out = subprocess.run(
-        [PY, program("patch_entry_points"), mode], capture_output=True, text=True, timeout=120
-    )
-    assert out.returncode == 0, out.stderr
-    return dict(json.loads(out.stdout))
+    return dict(run_program("patch_entry_points", mode, timeout=120))
 
 
 def test_every_entry_point_reaches_pidproc_when_patched() -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import faulthandler
 import gc
-import json
 import os
 import random
 import signal
@@ -27,7 +26,7 @@ import pidproc
 
 from ._support.features import IN_PRIVATE_PID_NS, PRIVATE_PID_NS, keeps_exit_status, private_pid_ns
 from ._support.leaks import children, live_fds
-from ._support.programs import program
+from ._support.programs import program, run_program
 from .conftest import PY, USABLE
 from .stress import record, scale
 
@@ -159,15 +158,7 @@ def test_foreign_reaper(backend: str, mode: str) -> None:
     never a hang, never a signal to someone else's child."""
     n = scale(24, 400)
     env = dict(os.environ, PIDPROC_BACKEND=backend)
-    r = subprocess.run(
-        [PY, program("races_reapers"), mode, str(n)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-    assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
+    out = run_program("races_reapers", mode, str(n), timeout=120, env=env)
     expected = backend
     if backend == "pidfd_spawn" and mode.startswith("sigchld"):
         # By design: while SIGCHLD is ignored or handled, pidfd_spawn is not

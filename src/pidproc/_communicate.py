@@ -47,7 +47,7 @@ import subprocess
 import types
 from time import monotonic as _time
 
-from ._stdlib import STDLIB_COMMUNICATE
+from ._stdlib import STDLIB_COMMUNICATE, slots_repr
 
 TYPE_CHECKING = False  # typing stays unloaded at run time (see __init__)
 if TYPE_CHECKING:
@@ -95,8 +95,7 @@ class _Semantics:
         self.offset_at_end = offset_at_end
 
     def __repr__(self) -> str:
-        values = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
-        return f"_Semantics({values})"
+        return slots_repr(self)
 
 
 _V310 = _Semantics(False, False, False, False, True, False, False)

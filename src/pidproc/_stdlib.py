@@ -58,6 +58,14 @@ POPEN_ATTRIBUTES = ("_waitpid_lock", "_child_created", "_close_pipe_fds")
 _NO_PGID = -1
 
 
+def slots_repr(obj: Any) -> str:
+    """``Name(field=value, ...)`` over ``__slots__``: the repr a dataclass
+    would write, for the plain classes that stand in for one (see
+    ``ChildArgs``)."""
+    values = ", ".join(f"{n}={getattr(obj, n)!r}" for n in type(obj).__slots__)
+    return f"{type(obj).__name__}({values})"
+
+
 class ChildArgs:
     """The arguments of the stdlib's POSIX ``_execute_child``, by name.
 
@@ -144,8 +152,7 @@ class ChildArgs:
         self.process_group = process_group
 
     def __repr__(self) -> str:
-        values = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.FIELDS)
-        return f"ChildArgs({values})"
+        return slots_repr(self)
 
     @property
     def child_fds(self) -> tuple[int, int, int]:

@@ -3,7 +3,7 @@
 ``leaks`` counts fds and children (also inside the programs the tests run),
 ``outcome`` describes what a call did so that pidproc's can be compared with
 the stdlib's, ``features`` probes the kernel and the system for what a test
-needs, ``programs`` finds the programs in ``tests/programs/`` and
+needs, ``programs`` finds and runs the programs in ``tests/programs/`` and
 ``seccomp`` installs real seccomp filters; ``core`` marks the tests that
 need pidproc's C core.  Fixtures live in
 ``tests/conftest.py``.

@@ -4,7 +4,11 @@ current directory."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 PROGRAMS = Path(__file__).resolve().parent.parent / "programs"
 
@@ -16,6 +20,17 @@ def program(name: str) -> str:
     if not path.is_file():
         raise FileNotFoundError(path)
     return str(path)
+
+
+def run_program(name: str, *args: str, **kwargs: Any) -> Any:
+    """Run ``tests/programs/<name>.py`` with ``args`` under this interpreter
+    (``kwargs`` go to ``subprocess.run``) and return what it printed, read
+    as JSON.  It must exit 0; if not, its stderr is the failure."""
+    r = subprocess.run(
+        [sys.executable, program(name), *args], capture_output=True, text=True, **kwargs
+    )
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
 
 
 def source(name: str) -> str:
