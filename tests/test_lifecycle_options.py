@@ -701,6 +701,13 @@ def test_cgroup_birth_refused_falls_to_a_process_group() -> None:
 
 
 @pytest.mark.skipif(not CGROUP_OK, reason="no writable cgroup2 directory here")
+def test_cgroup_mode_where_sigchld_is_ignored() -> None:
+    # The kernel reaps the probe child of CLONE_INTO_CGROUP itself: that is
+    # no answer about cgroups, and no reason to fail the spawn.
+    assert run_program("lifecycle_options_sigchld_ignored", env=env_for(None)) == ["cgroup"] * 2
+
+
+@pytest.mark.skipif(not CGROUP_OK, reason="no writable cgroup2 directory here")
 def test_cgroup_fds_kept_within_the_budget_and_not_after_fork() -> None:
     # A cgroup keeps its directory's and its cgroup.events' fds (pooled
     # too), never in the top quarter of the fd range; a forked child

@@ -133,6 +133,8 @@ def _probe_cgroup_birth() -> tuple[bool, str]:
         if r.pidfd >= 0:
             try:
                 _posix.waitid(_posix.P_PIDFD, r.pidfd, _posix.WEXITED)
+            except ChildProcessError:
+                pass  # SIGCHLD ignored: the kernel reaped it, which says nothing here
             finally:
                 os.close(r.pidfd)
         return True, ""
