@@ -1,4 +1,4 @@
-"""pidproc inside Debian roots with the newest glibc and CPython.
+"""pidproc inside Debian roots with the newest glibc, CPython and PyPy.
 
     python3 tools/distros.py                  build what is missing, then test in every root
     python3 tools/distros.py --suite sid      one root only
@@ -11,17 +11,18 @@ This machine's glibc (2.36) has no pidfd_spawn, so pidproc's first choice
 never runs here.  Two Debian roots do:
 
     trixie  glibc 2.41  CPython 3.13
-    sid     glibc 2.43  CPython 3.14 (its python3) and 3.15
+    sid     glibc 2.43  CPython 3.14 (its python3) and 3.15, PyPy 3.11 (pypy3)
 
 Each is made once with debootstrap and Debian's own packages (python3-cffi,
-setuptools, pytest, hypothesis, pytest-benchmark, CPython's test package)
+setuptools, pytest, hypothesis, pytest-benchmark, CPython's test package;
+for PyPy its own, which sees the same pure-Python packages)
 and cached in /var/cache/pidproc-roots/<suite> (PIDPROC_ROOTS moves it); a
 root whose stamp is missing or does not match the recipe, or whose Pythons
 cannot import what the run needs, is built again.  pip cannot reach the
 package index from inside (it fails to verify certificates there), so
 pidproc is built offline with Debian's cffi and setuptools.
 
-For each CPython in each root, with a fresh copy of the working tree (the
+For each Python in each root, with a fresh copy of the working tree (the
 files git knows plus untracked ones it does not ignore; never a compiled
 .so) and a fresh venv:
 
@@ -31,8 +32,9 @@ files git knows plus untracked ones it does not ignore; never a compiled
   3. the test suite (tests and bench), every path best first;
   4. the suite again with each other path forced by PIDPROC_BACKEND, so
      that the tests which do not choose a path run on it too;
-  5. conformance/run.py when the tree has it: CPython's own
-     test_subprocess on the bare stdlib and with pidproc patched in.
+  5. conformance/run.py when the tree has it: the interpreter's own
+     test_subprocess (CPython's, or PyPy's copy of it) on the bare stdlib
+     and with pidproc patched in.
 
 Root is required (debootstrap, chroot, mount); without it this stops with
 a message saying so.  Everything runs in a private mount namespace
@@ -106,17 +108,29 @@ SUITES = {
         Suite("trixie", ("3.13",), ("libpython3.13-testsuite",)),
         Suite(
             "sid",
-            ("3.14", "3.15"),
+            ("3.14", "3.15", "pypy3"),
             (
                 "python3.15",
                 "python3.15-dev",
                 "python3.15-venv",
                 "libpython3.14-testsuite",
                 "libpython3.15-testsuite",
+                # PyPy (Python 3.11, cffi built in); its copy of test_subprocess
+                "pypy3",
+                "pypy3-dev",
+                "pypy3-venv",
+                "pypy3-lib-testsuite",
             ),
         ),
     )
 }
+
+
+def interpreter(version: str) -> str:
+    """The command of a root's Python: "3.14" is python3.14, "pypy3" itself."""
+    return version if version.startswith("pypy") else f"python{version}"
+
+
 # The paths a plain spawn must not take in these roots, each forced in turn.
 FORCED = ("clone3", "clone", "fork", "pid")
 # What runs again with each of them forced by PIDPROC_BACKEND: the files
@@ -376,9 +390,9 @@ def root_is_usable(suite: Suite, log: Path) -> str | None:
         return "the recipe changed"
     probe = "import cffi, setuptools, pytest, hypothesis, pytest_benchmark, venv, test.support"
     for version in suite.pythons:
-        cmd = in_root(suite.root, f"python{version}", "-c", probe)
+        cmd = in_root(suite.root, interpreter(version), "-c", probe)
         if run(cmd, log, timeout=120, check=False) != 0:
-            return f"python{version} there cannot import what the run needs"
+            return f"{interpreter(version)} there cannot import what the run needs"
     return None
 
 
@@ -486,7 +500,7 @@ import json, os, sys
 import pidproc
 from pidproc._spawn import state as _backends
 out = {
-    "python": sys.version.split()[0],
+    "python": ("PyPy " if sys.implementation.name == "pypy" else "") + sys.version.split()[0],
     "glibc": os.confstr("CS_GNU_LIBC_VERSION"),
     "backends": pidproc.backends(),
     "reasons": {n: _backends.reason(n) for n in pidproc.BACKENDS if _backends.reason(n)},
@@ -667,7 +681,7 @@ def test_python(
         run(
             in_root(
                 root,
-                f"python{version}",
+                interpreter(version),
                 "-m",
                 "venv",
                 "--system-site-packages",
@@ -717,7 +731,7 @@ def test_python(
                 res.problems.append(f"suite with PIDPROC_BACKEND={name}: {counts}")
 
         if (src / "conformance" / "run.py").exists():
-            say(f"{suite.name}/{version}: conformance (CPython's test_subprocess)")
+            say(f"{suite.name}/{version}: conformance (the interpreter's test_subprocess)")
             conf = run_conformance(suite, version, venv_py, log)
             res.conformance = conf
             say(
@@ -744,7 +758,7 @@ def test_suite(
     remove_tree(suite.root / "work")
     (suite.root / "work").mkdir()
     with mounted(suite.root):
-        # The CPythons side by side too: the suites mostly wait on children,
+        # The Pythons side by side too: the suites mostly wait on children,
         # these two cores are far from busy with one of them at a time.
         slots: dict[str, PythonResult] = {}
 
@@ -769,7 +783,7 @@ def test_suite(
 def report(results: list[PythonResult], total: float) -> str:
     lines = [
         "",
-        "| root | glibc | CPython | path taken | tests | forced paths | "
+        "| root | glibc | Python | path taken | tests | forced paths | "
         "test_subprocess stdlib | test_subprocess pidproc |",
         "|---|---|---|---|---|---|---|---|",
     ]

@@ -41,8 +41,9 @@ elif mode == "wait-thread":
     foreign_reaper(stop, 0.001)
 
 # Someone else's child: pidproc must never signal it (whoever reaps it).
-quiet = [(os.POSIX_SPAWN_OPEN, fd, "/dev/null", os.O_RDWR, 0) for fd in (0, 1, 2)]
-bystander = os.posix_spawn("/bin/sleep", ["sleep", "60"], os.environ, file_actions=quiet)
+quiet = subprocess.DEVNULL
+bystanders_popen = subprocess.Popen(["sleep", "60"], stdin=quiet, stdout=quiet, stderr=quiet)
+bystander = bystanders_popen.pid  # the stdlib's child: pidproc knows nothing of it
 rng = random.Random(5)
 got: list[list[Any]] = []
 hangs = 0
