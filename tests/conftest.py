@@ -10,7 +10,7 @@ import pytest
 import pidproc
 
 from ._support import core
-from ._support.leaks import children, live_fds
+from ._support.leaks import children, collect, live_fds
 
 # Paths that exist in this process (pidfd_spawn only with glibc 2.39+).
 USABLE = pidproc.backends()
@@ -35,13 +35,12 @@ def pidfd_backend(request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.fixture
 def no_leaks() -> Iterator[None]:
     """Fail the test if it leaves an fd, a zombie or a running child behind."""
-    import gc
 
-    gc.collect()
+    collect()
     before_fds = live_fds()
     before_children = {pid for pid, _ in children()}
     yield
-    gc.collect()
+    collect()
     leaked = live_fds() - before_fds
     assert not leaked, leaked
     left = [(pid, st) for pid, st in children() if pid not in before_children]

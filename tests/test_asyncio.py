@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import shutil
 import signal
@@ -23,7 +22,7 @@ from pidproc import _aio_transport
 from pidproc._pidfd import _EXIT_INFO_KEPT
 
 from ._support.features import IN_PRIVATE_PID_NS, PRIVATE_PID_NS, private_pid_ns
-from ._support.leaks import children
+from ._support.leaks import children, collect
 from ._support.programs import program
 from .conftest import PY, USABLE
 
@@ -410,7 +409,7 @@ def test_loop_closed_while_children_run(no_leaks: None) -> None:
         procs[0]._transport.close()  # type: ignore[attr-defined]  # closed explicitly
         assert procs[0].pid not in {pid for pid, _ in children()}
         del procs
-        gc.collect()  # the others: collected
+        collect()  # the others: collected
     assert time.monotonic() - t0 < 3
     assert not pids & {pid for pid, _ in children()}
 
@@ -443,7 +442,7 @@ def test_loop_closed_on_the_thread_path(monkeypatch: Any, tmp_path: Any, no_leak
         del procs
         for t in waiters:
             t.join(10)
-        gc.collect()
+        collect()
     assert not pids & {pid for pid, _ in children()}
 
 

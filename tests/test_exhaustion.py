@@ -22,7 +22,7 @@ import pytest
 
 import pidproc
 
-from ._support.leaks import children, live_fds
+from ._support.leaks import children, collect, live_fds
 from ._support.outcome import short
 from ._support.programs import run_program
 from .conftest import USABLE
@@ -73,7 +73,7 @@ def test_rlimit_nofile(backend: str, nofile: tuple[int, int]) -> None:
     memory and need only the pidfd (one), so with exactly one fd to spare
     after the pipes pidproc spawns where the stdlib says EMFILE."""
     soft, hard = nofile
-    gc.collect()
+    collect()
     kids_before = children()
     cases = divergences = leaked = better = 0
     for pipes in PIPE_SETS:
@@ -88,7 +88,7 @@ def test_rlimit_nofile(backend: str, nofile: tuple[int, int]) -> None:
                 finally:
                     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
                 if live_fds() != before:
-                    gc.collect()  # only a reference cycle could still hold one
+                    collect()  # only a reference cycle could still hold one
                 behind = live_fds() - before
                 for fd in behind:
                     os.close(fd)
@@ -233,12 +233,12 @@ def test_many_cycles_stay_flat(backend: str, tmp_path: Any) -> None:
     scratch = str(tmp_path)
     for i in range(warmup):
         one_cycle(i, scratch)
-    gc.collect()
+    collect()
     fds_before, kids_before = live_fds(), children()
     objects_before, rss_before = len(gc.get_objects()), rss_kib()
     for i in range(warmup, cycles):
         one_cycle(i, scratch)
-    gc.collect()
+    collect()
     leaked_fds = live_fds() ^ fds_before
     left = [kid for kid in children() if kid not in kids_before]
     objects_grew, rss_grew = len(gc.get_objects()) - objects_before, rss_kib() - rss_before

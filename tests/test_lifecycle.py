@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import selectors
 import signal
@@ -15,7 +14,7 @@ import pytest
 import pidproc
 
 from ._support.features import IN_PRIVATE_PID_NS, PRIVATE_PID_NS, keeps_exit_status, private_pid_ns
-from ._support.leaks import open_fds
+from ._support.leaks import collect, open_fds
 from ._support.programs import program
 from .conftest import PY
 
@@ -151,7 +150,7 @@ def test_pidfd_closed_when_collected(backend: str) -> None:
     p.wait()
     assert (p.pidfd is not None) == pidful(backend)
     del p
-    gc.collect()
+    collect()
     assert open_fds() <= before
 
 
@@ -161,7 +160,7 @@ def test_dropped_running_child_is_reaped_later_and_its_pidfd_closed(backend: str
     pid = p.pid
     with pytest.warns(ResourceWarning):
         del p
-        gc.collect()
+        collect()
     assert any(q.pid == pid for q in subprocess._active)  # type: ignore[attr-defined]
     # Until it has exited (a zombie): a fixed sleep is too short where an
     # interpreter takes long to start (an emulated CPU, a loaded machine).
@@ -172,17 +171,17 @@ def test_dropped_running_child_is_reaped_later_and_its_pidfd_closed(backend: str
                 break
         time.sleep(0.01)
     pidproc.Popen(["true"]).wait()  # the stdlib reaps its _active list on each new Popen
-    gc.collect()
+    collect()
     assert not any(q.pid == pid for q in subprocess._active)  # type: ignore[attr-defined]
     assert open_fds() <= before
 
 
 def test_ten_thousand_spawns_leave_fd_count_flat() -> None:
-    gc.collect()
+    collect()
     before = len(open_fds())
     for _ in range(10_000):
         pidproc.Popen(["true"]).wait()
-    gc.collect()
+    collect()
     assert len(open_fds()) <= before
 
 

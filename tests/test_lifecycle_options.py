@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import ctypes
 import errno
-import gc
 import json
 import os
 import random
@@ -40,6 +39,7 @@ from pidproc._spawn.request import ChildSpec, SpawnRequest
 
 from ._support import seccomp
 from ._support.core import needs_core
+from ._support.leaks import collect
 from ._support.programs import program, run_program
 from .conftest import PY, USABLE
 
@@ -503,7 +503,7 @@ def test_tree_outliving_its_child(tree_mode: str) -> None:
             assert tree is not None
             path = tree.path
             del p, tree
-            gc.collect()
+            collect()
             # Empty and collected: back in the pool, or removed.
             where = _cgroup._place
             assert where is not None
@@ -846,7 +846,7 @@ def test_autokill_dropped_popen_keeps_running() -> None:
     p = pidproc.Popen(["sleep", "30"], die_with_parent=True)
     pid, fd = p.pid, _posix.pidfd_open(p.pid)
     del p
-    gc.collect()
+    collect()
     try:
         # The stdlib keeps a running child's Popen (subprocess._active), and
         # with it the pidfd: dropping it does not kill.

@@ -18,7 +18,7 @@ from pidproc import _peer as pidproc_peer
 from pidproc import _pidfd
 
 from ._support import seccomp
-from ._support.leaks import open_fds
+from ._support.leaks import collect, open_fds
 from ._support.programs import program
 from .conftest import PY
 
@@ -235,10 +235,9 @@ def test_pidfd_from_ancdata_with_recvmsg() -> None:
 
 @pytest.fixture(autouse=True)
 def _no_fd_left() -> Iterator[None]:
-    import gc
 
     before = open_fds()
     yield
-    gc.collect()
+    collect()
     left = {fd for fd in open_fds() - before if os.path.exists(f"/proc/self/fd/{fd}")}
     assert not left, f"fds left open: {left}"

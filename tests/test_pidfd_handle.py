@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import gc
 import json
 import os
 import signal
@@ -29,6 +28,7 @@ from ._support.features import (
     private_pid_ns,
     unshare_works,
 )
+from ._support.leaks import collect
 from ._support.programs import program
 from .conftest import PY
 
@@ -162,7 +162,7 @@ def test_dropped_pidfd_is_closed() -> None:
         pf = pidproc.PidFd.open(p.pid)
         fd = pf.fileno()
         del pf
-        gc.collect()
+        collect()
         with pytest.raises(OSError) as e:
             os.fstat(fd)
         assert e.value.errno == errno.EBADF

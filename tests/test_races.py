@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import faulthandler
-import gc
 import os
 import random
 import signal
@@ -25,7 +24,7 @@ import pytest
 import pidproc
 
 from ._support.features import IN_PRIVATE_PID_NS, PRIVATE_PID_NS, keeps_exit_status, private_pid_ns
-from ._support.leaks import children, live_fds
+from ._support.leaks import children, collect, live_fds
 from ._support.programs import program, run_program
 from .conftest import PY, USABLE
 from .stress import record, scale
@@ -131,14 +130,14 @@ def test_eight_threads(backend: str) -> None:
     """8 threads spawning, waiting (several on one child, with and without a
     timeout), polling, killing and timing out: no hang, every code right."""
     ops = scale(60, 2000)
-    gc.collect()
+    collect()
     fds_before, kids_before = live_fds(), children()
     shared, errors = Shared(), []
     hung = run_threads(
         worker, [(seed, ops, shared, errors) for seed in range(8)], limit=60 + ops * 0.2
     )
     shared.items.clear()
-    gc.collect()
+    collect()
     leaked = len(live_fds() - fds_before)
     left = [kid for kid in children() if kid not in kids_before]
     record(f"8 threads racing ({backend})", 8 * ops, len(errors) + len(hung), leaked + len(left))

@@ -15,7 +15,7 @@ import pytest
 import pidproc
 from pidproc import _pidfd
 
-from ._support.leaks import children, open_fds
+from ._support.leaks import children, collect, open_fds
 from ._support.programs import program
 from .conftest import PY
 
@@ -34,11 +34,10 @@ def release(p: Any) -> None:
 @pytest.fixture(autouse=True)
 def _clean() -> Iterator[None]:
     """Every test leaves no fd and no child behind."""
-    import gc
 
     before_fds, before_children = open_fds(), {pid for pid, _ in children()}
     yield
-    gc.collect()
+    collect()
     left = {fd for fd in open_fds() - before_fds if os.path.exists(f"/proc/self/fd/{fd}")}
     assert not left, f"fds left open: {left}"
     assert not [c for c in children() if c[0] not in before_children], children()

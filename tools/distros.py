@@ -6,12 +6,17 @@
     python3 tools/distros.py --rebuild        build from scratch first
     python3 tools/distros.py shell sid        a shell inside (mounts undone on exit)
     python3 tools/distros.py -- -k wait       extra arguments reach pytest
+    python3 tools/distros.py --suite sid-pypy the same under PyPy (not by default)
 
 This machine's glibc (2.36) has no pidfd_spawn, so pidproc's first choice
 never runs here.  Two Debian roots do:
 
-    trixie  glibc 2.41  CPython 3.13
-    sid     glibc 2.43  CPython 3.14 (its python3) and 3.15, PyPy 3.11 (pypy3)
+    trixie    glibc 2.41  CPython 3.13
+    sid       glibc 2.43  CPython 3.14 (its python3) and 3.15
+
+and a third, only when asked for, runs PyPy:
+
+    sid-pypy  glibc 2.43  PyPy 8.0 (Python 3.11)
 
 Each is made once with debootstrap and Debian's own packages (python3-cffi,
 setuptools, pytest, hypothesis, pytest-benchmark, CPython's test package;
@@ -92,6 +97,8 @@ class Suite:
     name: str
     pythons: tuple[str, ...]
     extra_packages: tuple[str, ...]
+    dist: str = ""  # the Debian suite debootstrap takes; default: the name
+    default: bool = True  # tested when no --suite is given
 
     @property
     def packages(self) -> tuple[str, ...]:
@@ -101,6 +108,10 @@ class Suite:
     def root(self) -> Path:
         return CACHE / self.name
 
+    @property
+    def debian(self) -> str:
+        return self.dist or self.name
+
 
 SUITES = {
     s.name: s
@@ -108,19 +119,24 @@ SUITES = {
         Suite("trixie", ("3.13",), ("libpython3.13-testsuite",)),
         Suite(
             "sid",
-            ("3.14", "3.15", "pypy3"),
+            ("3.14", "3.15"),
             (
                 "python3.15",
                 "python3.15-dev",
                 "python3.15-venv",
                 "libpython3.14-testsuite",
                 "libpython3.15-testsuite",
-                # PyPy (Python 3.11, cffi built in); its copy of test_subprocess
-                "pypy3",
-                "pypy3-dev",
-                "pypy3-venv",
-                "pypy3-lib-testsuite",
             ),
+        ),
+        # PyPy (Python 3.11, cffi built in) and its copy of test_subprocess,
+        # in a sid root of its own: only with --suite sid-pypy for now (not
+        # in CI; README, "PyPy", says what holds there and what does not yet).
+        Suite(
+            "sid-pypy",
+            ("pypy3",),
+            ("pypy3", "pypy3-dev", "pypy3-venv", "pypy3-lib-testsuite"),
+            dist="sid",
+            default=False,
         ),
     )
 }
@@ -376,7 +392,7 @@ def remove_tree(path: Path) -> None:
 
 
 def stamp_of(suite: Suite) -> dict[str, Any]:
-    return {"recipe": RECIPE, "suite": suite.name, "packages": sorted(suite.packages)}
+    return {"recipe": RECIPE, "suite": suite.debian, "packages": sorted(suite.packages)}
 
 
 def root_is_usable(suite: Suite, log: Path) -> str | None:
@@ -390,6 +406,8 @@ def root_is_usable(suite: Suite, log: Path) -> str | None:
         return "the recipe changed"
     probe = "import cffi, setuptools, pytest, hypothesis, pytest_benchmark, venv, test.support"
     for version in suite.pythons:
+        if version.startswith("pypy"):  # as conformance/run.py: _testcapi cannot build there
+            probe = "import sys; sys.modules['_testcapi'] = None; " + probe
         cmd = in_root(suite.root, interpreter(version), "-c", probe)
         if run(cmd, log, timeout=120, check=False) != 0:
             return f"{interpreter(version)} there cannot import what the run needs"
@@ -411,7 +429,7 @@ def build_root(suite: Suite, logs: Path) -> None:
     remove_tree(partial)
     t0 = time.monotonic()
     say(f"{suite.name}: debootstrap --variant=minbase from {MIRROR}")
-    run(["debootstrap", "--variant=minbase", suite.name, partial, MIRROR], log)
+    run(["debootstrap", "--variant=minbase", suite.debian, partial, MIRROR], log)
     say(f"{suite.name}: apt-get install {len(suite.packages)} packages")
     with mounted(partial):
         apt = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *suite.packages]
@@ -847,7 +865,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--suite",
         action="append",
         choices=sorted(SUITES),
-        help="only this root (repeatable); default: all",
+        help="only this root (repeatable); default: trixie and sid",
     )
     parser.add_argument("--rebuild", action="store_true", help="build the roots from scratch")
     parser.add_argument(
@@ -892,7 +910,7 @@ def main(argv: list[str]) -> int:
     stop_cleanly_on_signals()
     logs = CACHE / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    suites = [SUITES[n] for n in (args.suite or list(SUITES))]
+    suites = [SUITES[n] for n in (args.suite or [n for n, s in SUITES.items() if s.default])]
     ensure_debootstrap(logs / "host.log")
 
     if args.command == "shell":

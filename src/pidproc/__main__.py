@@ -129,9 +129,11 @@ def _fresh_main() -> types.ModuleType:
 
 def _cannot_open(path: str, error: OSError) -> NoReturn:
     program = sys.orig_argv[0] if getattr(sys, "orig_argv", None) else sys.executable
+    where = os.path.abspath(path)
+    if sys.implementation.name != "pypy":  # PyPy prints the path as it is, CPython its repr
+        where = repr(where)
     print(
-        f"{program}: can't open file {os.path.abspath(path)!r}: [Errno {error.errno}] "
-        f"{error.strerror}",
+        f"{program}: can't open file {where}: [Errno {error.errno}] {error.strerror}",
         file=sys.stderr,
     )
     sys.exit(2)

@@ -126,7 +126,7 @@ def _fingerprint(func: Any) -> str | None:
     """A hash of the function's source text; None where there is no
     source to read (a builtin, a module without its .py)."""
     code = getattr(func, "__code__", None)
-    if code is None:
+    if getattr(code, "co_filename", None) is None:  # PyPy's builtins have a code without it
         return None
     try:  # at the first communicate(), not at import: linecache imports tokenize
         import linecache

@@ -580,5 +580,7 @@ def _open_error(err: int, pid: int, nonblock: bool) -> OSError:
         hint = "; PIDFD_NONBLOCK needs Linux 5.10" if nonblock else ""
         return os_error(err, f"pid {pid} is not a thread-group leader{hint}")
     if err == errno.ENOSYS:
+        if not _posix.NATIVE and _native.MISSING is not None:
+            return _native.missing_error("pidfd_open")  # this Python's os has none (PyPy)
         return os_error(err, "pidfd_open needs Linux 5.3")
     return os_error(err, f"pidfd_open({pid}) failed")

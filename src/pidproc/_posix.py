@@ -23,7 +23,7 @@ import errno
 import os
 import signal
 
-from ._native import lib
+from ._native import MISSING, lib, missing_error
 
 TYPE_CHECKING = False  # typing stays unloaded at run time (see __init__)
 if TYPE_CHECKING:
@@ -68,6 +68,8 @@ class _WaitidResult(tuple):  # type: ignore[type-arg]
 
 
 def _pidfd_open(pid: int, flags: int = 0) -> int:
+    if MISSING is not None:
+        raise missing_error("pidfd_open")
     rc: int = lib.pidproc_pidfd_open(pid, flags)
     return rc if rc >= 0 else _raise(rc)
 
@@ -75,6 +77,8 @@ def _pidfd_open(pid: int, flags: int = 0) -> int:
 def _pidfd_send_signal(fd: int, sig: int, siginfo: None = None, flags: int = 0) -> None:
     if siginfo is not None:
         raise TypeError("siginfo must be None")  # as os's
+    if MISSING is not None:
+        raise missing_error("pidfd_send_signal")
     rc: int = lib.pidproc_pidfd_send_signal(fd, sig, flags)
     while rc == -errno.EINTR:
         rc = lib.pidproc_pidfd_send_signal(fd, sig, flags)
@@ -85,6 +89,8 @@ def _pidfd_send_signal(fd: int, sig: int, siginfo: None = None, flags: int = 0) 
 def _waitid(idtype: int, ident: int, options: int) -> _WaitidResult | None:
     if idtype != P_PIDFD:
         raise OSError(errno.EINVAL, "pidproc's waitid takes only P_PIDFD")
+    if MISSING is not None:
+        raise missing_error("waitid")
     # Imported here: the struct type is the core's, and only PyPy gets here.
     from ._native import ffi
 

@@ -5,12 +5,23 @@ Only the stdlib: the programs in ``tests/programs/`` use it too."""
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import subprocess
+import sys
 from typing import Any
 
 LS = shutil.which("ls", path="/usr/bin:/bin") or "/bin/ls"
+
+
+def collect() -> None:
+    """gc.collect() as often as this interpreter needs for the finalizers
+    (``__del__``) of everything unreachable to have run: once on CPython;
+    on PyPy a finalizer runs only after the collection that found its
+    object, and may free more, so three times."""
+    for _ in range(1 if sys.implementation.name == "cpython" else 3):
+        gc.collect()
 
 
 def open_fds() -> set[int]:

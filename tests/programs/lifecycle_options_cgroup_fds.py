@@ -6,14 +6,18 @@ tests/test_lifecycle_options.py."""
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import resource
 import signal
+import sys
+from pathlib import Path
 
 import pidproc
 from pidproc import _cgroup
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests._support.leaks import collect  # noqa: E402
 
 
 def open_fds() -> set[int]:
@@ -53,7 +57,7 @@ out["near_limit"] = [p.kill_tree, in_cgroup, sorted(open_fds() - before)]
 p.kill()
 out["near_limit_killed"] = p.wait() == -signal.SIGKILL
 del p
-gc.collect()
+collect()
 out["near_limit_after"] = sorted(open_fds() - before)
 for fd in held:
     os.close(fd)
@@ -66,14 +70,14 @@ children = [pidproc.Popen(["sleep", "0.3"], kill_tree=True) for _ in range(12)]
 for c in children:
     c.wait()
 del children, c
-gc.collect()
+collect()
 kept = cgroup_fds(where.base)
 names = sorted({os.path.basename(os.readlink(f"/proc/self/fd/{fd}")) for fd in kept})
 ours = all(n.isdigit() or n == "cgroup.events" for n in names)
 out["pooled"] = [len(where.pool), len(kept), ours]
 for _ in range(200):  # reused: no fd beyond the pool's two per cgroup
     pidproc.run(["true"], kill_tree=True)
-gc.collect()
+collect()
 # Not "the same count as before": on Linux 7.x a reaped child can still
 # count as a member for a moment (its cgroup is unlinked after its last
 # switch out), and such a cgroup is removed rather than pooled.

@@ -8,12 +8,13 @@ import os
 import sys
 
 import pidproc
-from pidproc import _native
+from pidproc import _native, _posix
 from pidproc._spawn import state
 
 out: dict[str, object] = {
     "loaded": "pidproc._core" in sys.modules,
     "missing": _native.MISSING,
+    "native": _posix.NATIVE,
     "backends": pidproc.backends(),
     "reasons": {name: state.reason(name) for name in pidproc.BACKENDS},
 }
@@ -36,7 +37,13 @@ except pidproc.BackendUnavailable as e:
     out["forced"] = str(e)
 del os.environ["PIDPROC_BACKEND"]
 
-with pidproc.PidFd.open(os.getpid()) as pf:
+try:
+    pf = pidproc.PidFd.open(os.getpid())
+except OSError as e:  # where os has no pidfd_open either (PyPy)
+    out["open"] = [e.errno, str(e)]
+    print(json.dumps(out))
+    sys.exit()
+with pf:
     out["pid"] = pf.pid == os.getpid()
     for name, call in {
         "getfd": lambda: pf.getfd(0),

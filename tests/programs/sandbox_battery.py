@@ -6,7 +6,6 @@ tests/test_sandbox_faults.py."""
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import select
@@ -20,7 +19,7 @@ from typing import Any
 import pidproc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests._support.leaks import children, live_fds  # noqa: E402
+from tests._support.leaks import children, collect, live_fds  # noqa: E402
 from tests._support.outcome import as_json, outcome  # noqa: E402
 
 
@@ -155,6 +154,6 @@ with pidproc.use_backend(None):
     result["default"] = [p.backend, p.pidfd is not None]
     p.wait()
     del p
-gc.collect()
+collect()
 result["leaked"] = [before, (fds(), children())]
 print(json.dumps(result))
