@@ -38,6 +38,19 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
+def _reports_import_times() -> bool:
+    """Whether this interpreter has ``-X importtime`` (PyPy accepts and ignores it)."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import json"], capture_output=True, text=True
+    )
+    return "import time:" in done.stderr
+
+
+needs_importtime = pytest.mark.skipif(
+    not _reports_import_times(), reason=f"{sys.implementation.name} has no -X importtime"
+)
+
+
 def importtime(python: str, code: str, module: str, env: dict[str, str]) -> float:
     """Seconds ``-X importtime`` gives the import of ``module`` (cumulative)."""
     done = subprocess.run(
@@ -67,6 +80,7 @@ def importing(name: str, module: str) -> Side:
     return Side(name, run)
 
 
+@needs_importtime
 def test_s10_import_time(benchmark: Any) -> None:
     result = compare(
         benchmark,
@@ -120,6 +134,7 @@ def starting(name: str, python: str, env: dict[str, str]) -> Side:
     return Side(name, run)
 
 
+@needs_importtime
 def test_s11_pth_startup_cost(benchmark: Any, venvs: tuple[str, str, dict[str, str]]) -> None:
     with_pth, without, env = venvs
     check = "import subprocess; print(subprocess.Popen.__module__)"

@@ -178,12 +178,16 @@ def pidfd_wait_state() -> State:
     if _pidfd_wait is State.UNKNOWN:
         _pidfd_wait = _probe_pidfd_wait()
         if _pidfd_wait is State.UNUSABLE:
+            why = "the kernel has no pidfd_open/waitid(P_PIDFD) (Linux 5.4+)"
+            if not _posix.NATIVE and _native.MISSING is not None:
+                why = f"this Python's os has no pidfd_open/waitid, and {_native.MISSING}"
             for path in PATHS:
-                if path.name != "pid":
-                    mark_unusable(
-                        path.name, errno.ENOSYS,
-                        "the kernel has no pidfd_open/waitid(P_PIDFD) (Linux 5.4+)",
-                    )  # fmt: skip
+                if path.name == "pid":
+                    continue
+                if path.c_function is not None and _native.MISSING is not None:
+                    mark_unusable(path.name, errno.ENOSYS, _native.MISSING)
+                else:
+                    mark_unusable(path.name, errno.ENOSYS, why)
     return _pidfd_wait
 
 
