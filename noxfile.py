@@ -7,7 +7,7 @@
     nox -s bench        the benchmarks against the stdlib, with a report
     nox -s build        sdist and abi3 manylinux wheel in dist/, checked and smoke-tested
     nox -s conformance  CPython's own test_subprocess with pidproc patched in
-    nox -s distros      the suite inside Debian trixie/sid roots (glibc 2.41/2.43)
+    nox -s distros      the suite inside Debian trixie/sid roots (glibc 2.41/2.43), PyPy too
     nox -s kernels      the suite under Debian's kernels 6.1, 6.12 and 7.2 in qemu VMs
     nox -s arm64        the spawn-path tests on aarch64, in arm64 qemu VMs (6.1 and 7.2)
     nox -s stress       the long reliability runs, with their table (~4 min, not in CI)
