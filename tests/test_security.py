@@ -33,8 +33,8 @@ import pytest
 import pidproc
 
 from ._support import seccomp
-from ._support.outcome import outcome
 from ._support.features import runnable_by_anyone
+from ._support.outcome import outcome as outcome_of
 from ._support.programs import program, source
 
 pytestmark = pytest.mark.skipif(
@@ -113,9 +113,9 @@ def expected(kwargs: dict[str, Any]) -> dict[str, list[str]]:
 def test_drop_shows_requested_ids_only(backend: str, case: str) -> None:
     kwargs = CASES[case]
     if PYPY and len(kwargs.get("extra_groups", ())) > PYPY_MAX_GROUPS:
-        theirs = outcome(lambda: dropped(subprocess, kwargs))
+        theirs = outcome_of(lambda: dropped(subprocess, kwargs))
         assert theirs[0] is ValueError and theirs[3] == "too many groups"
-        assert outcome(lambda: dropped(pidproc, kwargs)) == theirs
+        assert outcome_of(lambda: dropped(pidproc, kwargs)) == theirs
         return
     ours = dropped(pidproc, kwargs)
     assert ours == dropped(subprocess, kwargs)

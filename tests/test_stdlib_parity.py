@@ -24,7 +24,6 @@ import pidproc
 from ._support.outcome import outcome
 from .conftest import PY
 
-
 PYPY = sys.implementation.name == "pypy"
 
 

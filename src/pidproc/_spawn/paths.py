@@ -16,8 +16,8 @@ import errno
 from collections.abc import Callable
 
 from .. import _stdlib
-from .convert import PYPY, pypy_cast
 from .._native import ffi, lib
+from .convert import PYPY, pypy_cast
 
 TYPE_CHECKING = False  # typing stays unloaded at run time (see __init__)
 if TYPE_CHECKING:
