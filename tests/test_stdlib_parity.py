@@ -139,6 +139,25 @@ def test_huge_process_group_rejected_as_the_stdlib(backend: str, value: int) -> 
     assert theirs[0] is OverflowError
 
 
+@pytest.mark.skipif(not PYPY, reason="CPython refuses these (above)")
+@pytest.mark.parametrize("high", [2**32, -(2**32), 2**40], ids=hex)
+def test_stdout_fd_cast_as_pypy(backend: str, high: int) -> None:
+    """stdout=<an int>: PyPy's child gets its low 32 bits, so the pipe's fd."""
+    r, w = os.pipe()
+    try:
+
+        def run(m: Any) -> tuple[Any, bytes]:
+            code = m.call(["sh", "-c", "echo hi"], stdout=high + w)
+            return code, os.read(r, 100)
+
+        ours, theirs = both(run)
+    finally:
+        os.close(r)
+        os.close(w)
+    assert theirs == ("ok", (0, b"hi\n"))
+    assert ours == theirs
+
+
 PGID_CAST = {
     2**32: "own",  # 0: a group of its own
     -(2**63): "own",
