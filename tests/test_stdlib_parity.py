@@ -76,6 +76,18 @@ def test_credentials_converted_as_the_stdlib(backend: str, kind: str, value: int
         assert theirs[0] is (ValueError if kind == "extra_groups" else OverflowError)
 
 
+@pytest.mark.parametrize("fd", [2**30 + 1, 2**31 - 1, 2**31, 2**63, -(2**63) - 1], ids=hex)
+def test_huge_pass_fd_as_the_stdlib(backend: str, fd: int) -> None:
+    # CPython's fork_exec takes fds up to INT_MAX, PyPy's up to 2**30 (and
+    # raises OverflowError beyond a C long, where CPython says "bad value").
+    ours, theirs = both(lambda m: m.call(["true"], pass_fds=[fd]))
+    assert ours == theirs
+    if PYPY:
+        assert theirs[0] is (ValueError if -(2**63) <= fd < 2**63 else OverflowError)
+    else:  # up to INT_MAX passes the check and is no open fd
+        assert theirs[0] is (OSError if 0 <= fd < 2**31 else ValueError)
+
+
 def test_too_many_groups(backend: str) -> None:
     ours, theirs = both(lambda m: m.call(["true"], extra_groups=[0] * 65537))
     assert ours == theirs
