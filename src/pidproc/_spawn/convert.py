@@ -5,6 +5,10 @@ argument parsing (PyArg_ParseTuple up to 3.11, Argument Clinic from 3.12),
 and, for the requests it hands to ``os.posix_spawn``, in that function.
 pidproc converts in the parent, before any child exists, so it raises what
 the stdlib raises, in the same order, for the same input.
+
+On PyPy the stdlib's subprocess calls PyPy's own built-in fork_exec, whose
+argument conversion differs from CPython's: the ``_pypy_*`` rules below are
+that conversion, chosen once at import (``PYPY``).
 """
 
 from __future__ import annotations
@@ -29,10 +33,15 @@ def fsencode_checked(value: Any) -> bytes:
     return encoded
 
 
+PYPY = sys.implementation.name == "pypy"
+
+
 def _c_int(value: Any) -> int:
     """What fork_exec's argument parsing accepts for a C int, with its
     exceptions: PyArg_ParseTuple's "i" up to 3.11, Argument Clinic's int
     converter from 3.12."""
+    if PYPY:
+        return _pypy_c_int(value)
     number = operator.index(value)
     if -(2**31) <= number <= 2**31 - 1:
         return number
@@ -49,6 +58,8 @@ def _pid_t(value: Any) -> int:
     """process_group: a C int, except that 3.12's fork_exec reads a C long
     and truncates it to pid_t (2**32 became 0, a new group; fixed in 3.13).
     Beyond a long we raise 3.12's message; in between we refuse, as 3.13."""
+    if PYPY:
+        return _pypy_c_int(value)  # its pid_t is a C int too
     if sys.version_info[:2] == (3, 12):
         number = operator.index(value)
         if not _LONG_MIN <= number <= _LONG_MAX:
@@ -85,6 +96,8 @@ def _ids(
     uid: int | None, gid: int | None, gids: Sequence[int] | None
 ) -> tuple[int | None, int | None, list[int] | None]:
     """fork_exec's conversions of the credentials, in its order: groups, gid, uid."""
+    if PYPY:
+        return _pypy_ids(uid, gid, gids)
     groups = None
     if gids is not None:
         if len(gids) > _NGROUPS_MAX:
@@ -105,6 +118,112 @@ def _ids(
         uid = _id_t(operator.index(uid), "uid")
         uid = None if uid == _ID_T_MAX else uid
     return uid, gid, groups
+
+
+# ---- PyPy's fork_exec ---------------------------------------------------------
+#
+# PyPy's _posixsubprocess.fork_exec is RPython.  Its ints are unwrapped as
+# machine words (PyPy's int_w: __int__ or __index__, never a float) and then
+# cast to the C type the child is given, without a range check: a C int
+# (fds, umask, process group) or gid_t (extra_groups) keeps its low 32 bits.
+# uid and gid are range-checked (its c_uid_t_w).  Its MAX_GROUPS is 64:
+# PyPy's build finds no NGROUPS_MAX in the headers it reads.
+
+_PYPY_MAX_GROUPS = 64
+
+
+def _pypy_int(value: Any) -> int:
+    """PyPy's int_w, with its exceptions: a C long, read with __int__ first."""
+    if type(value) is not int:
+        if isinstance(value, float):
+            raise TypeError(f"expected integer, got {type(value).__name__} object")
+        if not isinstance(value, int):
+            convert = getattr(type(value), "__int__", None) or getattr(
+                type(value), "__index__", None
+            )
+            if convert is None:
+                raise TypeError(f"expected integer, got {type(value).__name__} object")
+            value = convert(value)
+            if not isinstance(value, int):
+                raise TypeError(f"__int__ returned non-int (type {type(value).__name__})")
+    if not _LONG_MIN <= value <= _LONG_MAX:
+        raise OverflowError("int too large to convert to int")
+    return int(value)
+
+
+def _pypy_c_int(value: Any) -> int:
+    """A C int as PyPy's fork_exec gets one: a C long, then cast to int (the
+    low 32 bits, signed).  So umask=2**32 + 0o22 is umask 0o22 there and
+    process_group=2**31 is -1, no group change; pidproc's child does the same
+    with the same int."""
+    number = _pypy_int(value) & 0xFFFFFFFF
+    return number - 2**32 if number > 2**31 - 1 else number
+
+
+def pypy_cast(value: Any) -> Any:
+    """An int as _pypy_c_int gives it to the child; anything else (or an int
+    it refuses) as it is.  Never raises."""
+    if type(value) is int and _LONG_MIN <= value <= _LONG_MAX:
+        return _pypy_c_int(value)
+    return value
+
+
+def _pypy_id_t(number: int) -> int:
+    """PyPy's c_uid_t_w: an unsigned 32-bit int, or -1 for (uid_t)-1."""
+    if number > 2**64 - 1:  # beyond its machine-word unsigned int
+        raise OverflowError("int too large to convert to unsigned int")
+    if number > _ID_T_MAX:
+        raise OverflowError("expected an unsigned 32-bit integer")
+    if number == -1:
+        return _ID_T_MAX
+    if number < 0:
+        if number < _LONG_MIN:
+            raise OverflowError("int too large to convert to int")
+        raise OverflowError("user/group id smaller than minimum (-1)")
+    return number
+
+
+def _pypy_ids(
+    uid: int | None, gid: int | None, gids: Sequence[int] | None
+) -> tuple[int | None, int | None, list[int] | None]:
+    """PyPy's fork_exec's conversions of the credentials, in its order:
+    groups, gid, uid.
+
+    One difference, on purpose: an extra group that fits a C long but not
+    gid_t is cast there, so extra_groups=[2**32] gives the child group 0
+    (root's).  pidproc refuses it, with the exception PyPy raises for a group
+    beyond a C long."""
+    groups = None
+    if gids is not None:
+        if len(gids) > _PYPY_MAX_GROUPS:
+            raise ValueError("too many groups")
+        groups = []
+        for g in gids:
+            try:
+                number = _pypy_int(g)
+            except OverflowError:
+                raise ValueError("group id is greater than maximum") from None
+            if number < 0:
+                raise ValueError("group id is negative")
+            if number > _ID_T_MAX:
+                raise ValueError("group id is greater than maximum")  # not cast to a gid_t
+            groups.append(number)
+    if gid is not None:
+        gid = _pypy_id_t(operator.index(gid))
+        gid = None if gid == _ID_T_MAX else gid
+    if uid is not None:
+        uid = _pypy_id_t(operator.index(uid))
+        uid = None if uid == _ID_T_MAX else uid
+    return uid, gid, groups
+
+
+def _pypy_fds_to_keep(fds: tuple[int, ...]) -> None:
+    """PyPy's check of pass_fds: each a C long, then none above 2**30."""
+    for fd in fds:
+        _pypy_int(fd)
+    for fd in fds:
+        if fd < 0 or fd > 1 << 30:
+            raise ValueError("bad value(s) in fds_to_keep")
 
 
 def normalize_args(args: Any, executable: Any, shell: bool) -> tuple[list[Any], Any]:

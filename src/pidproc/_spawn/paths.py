@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from .. import _stdlib
 from .._native import ffi, lib
+from .convert import PYPY, pypy_cast
 
 TYPE_CHECKING = False  # typing stays unloaded at run time (see __init__)
 if TYPE_CHECKING:
@@ -176,6 +177,9 @@ def needs_of(
     """What a request needs beyond a plain spawn.  Never raises, never
     consumes an iterator: whatever is wrong with an argument, the stdlib's
     own checks say so later, on the path that takes the request."""
+    if PYPY:  # its fork_exec casts these to a C int: judge what the child gets
+        umask = pypy_cast(umask)
+        child_fds = (pypy_cast(child_fds[0]), pypy_cast(child_fds[1]), pypy_cast(child_fds[2]))
     stdin, stdout, stderr = child_fds
     plain_stdio = (
         (stdin == -1 or stdin > 2 or stdin == 0)

@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping, Sequence
 
 from .._native import ffi
-from .convert import _c_int, _ids, _pid_t, fsencode_checked
+from .convert import PYPY, _c_int, _ids, _pid_t, _pypy_fds_to_keep, fsencode_checked
 
 TYPE_CHECKING = False  # typing stays unloaded at run time (see __init__)
 if TYPE_CHECKING:
@@ -128,9 +128,12 @@ def build_spec(
     # the stdio fds (an int given as stdin= etc. is passed as is), the
     # process group, the umask.
     fds = (_c_int(fds[0]), _c_int(fds[1]), _c_int(fds[2]))
-    process_group = _pid_t(process_group)
+    if not PYPY:  # PyPy's fork_exec converts it last, below
+        process_group = _pid_t(process_group)
     umask = _c_int(umask)
-    if keep and (keep[0] < 0 or keep[-1] > 2**31 - 1):  # fork_exec: 0 <= fd <= INT_MAX
+    if PYPY:
+        _pypy_fds_to_keep(keep)
+    elif keep and (keep[0] < 0 or keep[-1] > 2**31 - 1):  # fork_exec: 0 <= fd <= INT_MAX
         raise ValueError("bad value(s) in fds_to_keep")
     # fork_exec converts the executable list before argv.
     for item in exec_paths:
@@ -143,6 +146,8 @@ def build_spec(
                 raise ValueError("embedded null byte")
     cwd_b = fsencode_checked(cwd) if cwd is not None else None
     uid, gid, groups = _ids(uid, gid, gids)
+    if PYPY:
+        process_group = _pid_t(process_group)
     return ChildSpec(
         argv=argv,
         exec_paths=exec_paths,
