@@ -125,7 +125,7 @@ _KNOWN: dict[str, tuple[_Semantics, dict[str, str]]] = {
 def _fingerprint(func: Any) -> str | None:
     """A hash of the function's source text; None where there is no
     source to read (a builtin, a module without its .py)."""
-    code = getattr(func, "__code__", None)
+    code: Any = getattr(func, "__code__", None)
     if getattr(code, "co_filename", None) is None:  # PyPy's builtins have a code without it
         return None
     try:  # at the first communicate(), not at import: linecache imports tokenize
