@@ -32,7 +32,7 @@ class Scenario(NamedTuple):
 SCENARIOS: dict[str, Scenario] = {
     "plain": Scenario(False, False),
     "close_fds by listing /proc/self/fd, 2000 fds open": Scenario(False, True),
-    "user, group, 256 extra_groups": Scenario(True, False),
+    "user, group, many extra_groups": Scenario(True, False),
     "exec failing over 1000 PATH candidates": Scenario(False, False),
     # clone3 then retries without CLONE_CLEAR_SIGHAND: the child resets them.
     "handlers reset by the child (no CLONE_CLEAR_SIGHAND)": Scenario(False, False),

@@ -16,6 +16,7 @@ import gc
 import os
 import resource
 import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -261,4 +262,9 @@ def test_many_cycles_stay_flat(backend: str, tmp_path: Any) -> None:
     # A leak of one object per cycle would show as hundreds to thousands here.
     assert objects_grew < 50
     # A leak of 1 KiB per cycle: 360 KiB in the normal run, 9 MiB in stress.
-    assert rss_grew < (4096 if cycles >= 5000 else 1024)
+    # Not on PyPy, whose RSS also holds the JIT's code and a heap grown by
+    # its GC's own policy (+360 KiB alone, +2.4 MiB late in the whole
+    # suite, with the object count flat): a C leak would be the core's,
+    # the same code the CPython runs measure.
+    if sys.implementation.name == "cpython":
+        assert rss_grew < (4096 if cycles >= 5000 else 1024)
