@@ -38,8 +38,7 @@ def sleeper() -> Iterator[subprocess.Popen[bytes]]:
 
 @pytest.mark.skipif(not _posix.NATIVE, reason="os has no waitid to compare with (PyPy)")
 def test_the_constants_are_the_kernels_as_os_has_them() -> None:
-    names = ("P_PID", "P_PIDFD", "WEXITED", "WNOWAIT", "WNOHANG", "CLD_EXITED", "CLD_KILLED")
-    names += ("CLD_DUMPED",)
+    names = ("P_PID", "P_PIDFD", "WEXITED", "WNOWAIT", "CLD_EXITED", "CLD_KILLED", "CLD_DUMPED")
     assert {n: getattr(_posix, n) for n in names} == {n: getattr(os, n) for n in names}
 
 

@@ -23,7 +23,7 @@ import errno
 import os
 import signal
 
-from ._native import MISSING, lib, missing_error
+from ._native import MISSING, ffi, lib, missing_error
 
 TYPE_CHECKING = False  # typing stays unloaded at run time (see __init__)
 if TYPE_CHECKING:
@@ -34,7 +34,6 @@ P_PID: int = getattr(os, "P_PID", 1)
 P_PIDFD: int = getattr(os, "P_PIDFD", 3)
 WEXITED: int = getattr(os, "WEXITED", 4)
 WNOWAIT: int = getattr(os, "WNOWAIT", 0x01000000)
-WNOHANG: int = os.WNOHANG  # every Python has this one (waitpid's)
 CLD_EXITED: int = getattr(os, "CLD_EXITED", 1)
 CLD_KILLED: int = getattr(os, "CLD_KILLED", 2)
 CLD_DUMPED: int = getattr(os, "CLD_DUMPED", 3)
@@ -86,23 +85,41 @@ def _pidfd_send_signal(fd: int, sig: int, siginfo: None = None, flags: int = 0) 
         _raise(rc)
 
 
+def waitid_pidfd(
+    fd: int,
+    options: int,
+    _new: Any = ffi.new,
+    _call: Any = lib.pidproc_waitid_rusage,
+    _EINTR: int = -errno.EINTR,
+    _strerror: Any = os.strerror,
+) -> Any:
+    """waitid(P_PIDFD, fd, options) through the core, with the rusage os's
+    drops: the ``struct pidproc_waited`` it filled (pid 0: WNOHANG and
+    nothing to report).  EINTR is retried (PEP 475; a handler, if any, has
+    run between the tries); any other error is the OSError os raises.
+    Default arguments only: Popen.__del__ reaps through it, possibly at
+    interpreter exit, when module globals may already be gone."""
+    out = _new("struct pidproc_waited *")
+    rc = _call(fd, options, out)
+    while rc == _EINTR:
+        rc = _call(fd, options, out)
+    if rc < 0:
+        raise OSError(-rc, _strerror(-rc))
+    return out
+
+
+def waited_fields(out: Any, _SIGCHLD: int = int(signal.SIGCHLD)) -> tuple[int, ...]:
+    """A filled ``struct pidproc_waited`` as waitid_result's five fields."""
+    return (out.pid, out.uid, _SIGCHLD, out.status, out.code)
+
+
 def _waitid(idtype: int, ident: int, options: int) -> _WaitidResult | None:
     if idtype != P_PIDFD:
         raise OSError(errno.EINVAL, "pidproc's waitid takes only P_PIDFD")
     if MISSING is not None:
         raise missing_error("waitid")
-    # Imported here: the struct type is the core's, and only PyPy gets here.
-    from ._native import ffi
-
-    out = ffi.new("struct pidproc_waited *")
-    rc: int = lib.pidproc_waitid_rusage(ident, options, out)
-    while rc == -errno.EINTR:  # a handler, if any, has run between the tries (PEP 475)
-        rc = lib.pidproc_waitid_rusage(ident, options, out)
-    if rc < 0:
-        _raise(rc)
-    if out.pid == 0:
-        return None  # WNOHANG, nothing to report
-    return _WaitidResult((out.pid, out.uid, int(signal.SIGCHLD), out.status, out.code))
+    out = waitid_pidfd(ident, options)
+    return None if out.pid == 0 else _WaitidResult(waited_fields(out))
 
 
 pidfd_open: Callable[..., int] = getattr(os, "pidfd_open", _pidfd_open)

@@ -25,52 +25,43 @@ import errno
 import os
 import resource
 import select
-import signal
 from collections.abc import Callable
 
 from . import _posix
-from ._native import MISSING, ffi, lib
+from ._native import MISSING
 
 TYPE_CHECKING = False  # typing stays unloaded at run time (see __init__)
 if TYPE_CHECKING:
     from typing import Any
 
-# Each a default argument in wait(): Popen.__del__ reaps through it, possibly
-# at interpreter exit, when module globals may already be gone.
-_EINTR = -errno.EINTR
-_ECHILD = -errno.ECHILD
+# wait() takes what it calls as default arguments: Popen.__del__ reaps
+# through it, possibly at interpreter exit, when module globals may be gone.
 
 
 def _wait_with_rusage(
     handle: Any,
     flags: int,
-    _new: Any = ffi.new,
-    _waitid: Any = lib.pidproc_waitid_rusage,
+    _waitid: Any = _posix.waitid_pidfd,
+    _fields: Any = _posix.waited_fields,
     _result: type[os.waitid_result] = _posix.waitid_result,
     _WNOWAIT: int = _posix.WNOWAIT,
-    _SIGCHLD: int = signal.SIGCHLD,
-    _EINTR: int = _EINTR,
-    _ECHILD: int = _ECHILD,
-    _strerror: Any = os.strerror,
 ) -> os.waitid_result | None:
     life = handle.life
     if life is not None and life.autoreaped:
         return _wait_autoreaped(handle, flags)
-    out = _new("struct pidproc_waited *")
-    rc = _waitid(handle.fd, flags, out)
-    while rc == _EINTR:  # a signal handler, if any, runs between the tries (PEP 475)
-        rc = _waitid(handle.fd, flags, out)
-    if rc < 0:
-        if rc == _ECHILD and life is not None:
+    try:
+        out = _waitid(handle.fd, flags)
+    except ChildProcessError:
+        if life is not None:
             life.reaped()
-        raise OSError(-rc, _strerror(-rc))
+        raise
     if out.pid == 0:
         return None
     if not flags & _WNOWAIT:
         handle.rusage = out
         if life is not None:
             life.reaped()
-    return _result((out.pid, out.uid, _SIGCHLD, out.status, out.code))
+    return _result(_fields(out))
 
 
 def _wait_autoreaped(handle: Any, flags: int) -> os.waitid_result | None:
