@@ -53,6 +53,23 @@ ID_VALUES = [
 ]
 
 
+GROUP_TOO_BIG = "group id is greater than maximum"
+INT_TOO_BIG = "Python int too large to convert to C int"
+
+
+def assert_refused_off_the_stdlib(
+    backend: str, ours: Any, theirs: Any, error: type[Exception], message: str
+) -> None:
+    """A value the stdlib runs the child wrong with (it truncates it):
+    pidproc's own paths refuse it with this error; where the stdlib spawns
+    (the fork and pid paths) the outcome is the stdlib's, parsing and all."""
+    if backend in ("fork", "pid"):
+        assert ours == theirs
+    else:
+        assert ours[0] is error
+        assert ours[3] == message
+
+
 @pytest.mark.parametrize("value", ID_VALUES, ids=hex)
 @pytest.mark.parametrize("kind", ["user", "group", "extra_groups"])
 def test_credentials_converted_as_the_stdlib(backend: str, kind: str, value: int) -> None:
@@ -64,11 +81,7 @@ def test_credentials_converted_as_the_stdlib(backend: str, kind: str, value: int
         # refuses it, as PyPy refuses a group beyond a C long.
         cast = outcome(lambda: subprocess.call(["true"], extra_groups=[value % 2**32]))
         assert theirs == cast
-        if backend in ("fork", "pid"):
-            assert ours == theirs  # the stdlib spawns there, with its own parsing
-        else:
-            assert ours[0] is ValueError
-            assert ours[3] == "group id is greater than maximum"
+        assert_refused_off_the_stdlib(backend, ours, theirs, ValueError, GROUP_TOO_BIG)
         return
     assert ours == theirs
     if value == 2**32:
@@ -141,11 +154,7 @@ def test_huge_process_group_rejected_as_the_stdlib(backend: str, value: int) -> 
         # group change at all, 2**32 in a new group (fixed in 3.13).  pidproc
         # refuses such values as 3.13 does, rather than run the child wrong.
         assert theirs == ("ok", 0)
-        if backend in ("fork", "pid"):
-            assert ours == theirs  # the stdlib spawns there, with its own parsing
-        else:
-            assert ours[0] is OverflowError
-            assert ours[3] == "Python int too large to convert to C int"
+        assert_refused_off_the_stdlib(backend, ours, theirs, OverflowError, INT_TOO_BIG)
         return
     assert ours == theirs
     assert theirs[0] is OverflowError
