@@ -360,6 +360,37 @@ def test_parent_gone_during_the_spawn_child_kills_itself() -> None:
 
 
 @needs_core
+@pytest.mark.parametrize("wait", ["yields", "sleeps"])
+def test_keeper_handover_from_many_threads(wait: str) -> None:
+    # The caller of a keeper spawn yields for a while, then sleeps until
+    # the keeper is done (_lifecycle.c); a bound of 0 forces the sleep.
+    # Threads spawning at once are served one at a time, each getting its
+    # own child and status.
+    if "clone" not in USABLE:
+        pytest.skip("no clone path here")
+    previous = lib.pidproc_keeper_yield_ns(0) if wait == "sleeps" else None
+    results: dict[int, list[tuple[str | None, int]]] = {}
+
+    def spawn(n: int) -> None:
+        results[n] = []
+        for i in range(5):
+            p = pidproc.Popen(["sh", "-c", f"exit {n * 10 + i}"], die_with_parent=True)
+            results[n].append((p.die_with_parent, p.wait()))
+
+    try:
+        with pidproc.use_backend("clone"):  # never autokill: the keeper thread clones
+            threads = [threading.Thread(target=spawn, args=(n,)) for n in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+    finally:
+        if previous is not None:
+            lib.pidproc_keeper_yield_ns(previous)
+    assert results == {n: [("pdeathsig", n * 10 + i) for i in range(5)] for n in range(4)}
+
+
+@needs_core
 def test_keeper_after_fork() -> None:
     # A forked child has no keeper thread (only the forking thread survives
     # fork): its first die_with_parent spawn starts one of its own.
