@@ -752,6 +752,54 @@ def test_cgroup_fds_kept_within_the_budget_and_not_after_fork() -> None:
 
 
 @pytest.mark.skipif(not CGROUP_OK, reason="no writable cgroup2 directory here")
+@pytest.mark.parametrize("how", ["signal", "kill"])
+def test_a_cgroup_being_signalled_is_not_reused(how: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # One thread signals a tree while another reaps its child and a third
+    # spawning could take the emptied cgroup from the pool: the signal must
+    # never reach the new child.  The first thread is held where the race
+    # would bite: between finding its tree unreleased and reaching the
+    # members (signal) or cgroup.kill (kill).
+    p = pidproc.Popen(["sleep", "30"], kill_tree=True)
+    assert p.kill_tree == "cgroup"
+    tree = p._lifecycle.cgroup
+    entered, go = threading.Event(), threading.Event()
+    members, builtins_open = _cgroup.Tree._members, open
+
+    def held_members(self: _cgroup.Tree) -> list[int]:
+        if self is tree and how == "signal":
+            entered.set()
+            go.wait(10)
+        return members(self)
+
+    def held_open(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if how == "kill" and str(path).endswith("/cgroup.kill") and str(path).startswith(tree.path):
+            entered.set()
+            go.wait(10)
+        return builtins_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(_cgroup.Tree, "_members", held_members)
+    monkeypatch.setattr(_cgroup, "open", held_open, raising=False)
+    sig = signal.SIGTERM if how == "signal" else signal.SIGKILL
+    if how == "kill":
+        os.kill(p.pid, signal.SIGTERM)  # dies by itself; the tree's kill still runs
+    signaller = threading.Thread(target=p.send_signal, args=(sig,))
+    signaller.start()
+    try:
+        assert entered.wait(10)
+        assert p.wait(timeout=10) == -signal.SIGTERM
+        q = pidproc.Popen(["sleep", "30"], kill_tree=True)
+    finally:
+        go.set()
+        signaller.join(10)
+    try:
+        time.sleep(0.2)
+        assert q.poll() is None, f"the new child got the old tree's signal ({q.returncode})"
+    finally:
+        q.kill()
+        q.wait()
+
+
+@pytest.mark.skipif(not CGROUP_OK, reason="no writable cgroup2 directory here")
 def test_remembered_choice_follows_knobs_and_forced_paths(monkeypatch: pytest.MonkeyPatch) -> None:
     # The mechanism chosen is remembered between spawns, keyed on what can
     # change it: each change below is seen by the very next spawn.

@@ -29,7 +29,10 @@ used instead.  A forked child closes the pool's fds it inherited.
 Never pooled once ``cgroup.kill`` was written to it: measured on Linux 6.18,
 a child born later into such a cgroup (``CLONE_INTO_CGROUP``) is killed at
 once (one moved in through ``cgroup.procs`` is not), so a killed cgroup is
-removed and the next child gets a new one.  One whose descendants outlive the
+removed and the next child gets a new one.  Nor while a signal to its
+members is on its way (``Tree.kill``, ``Tree.signal``): a reap in another
+thread may empty it meanwhile, and the signal must not reach the tree of the
+next child to take it.  One whose descendants outlive the
 child stays, and can still be signalled through the Popen, until it is
 empty; it is removed when its Popen is collected, at a later kill_tree
 spawn, or at the latest at interpreter exit.  Directories left by a process
@@ -232,8 +235,8 @@ class Tree:
     """One child's cgroup.  Safe to signal from any thread."""
 
     __slots__ = (
-        "path", "_place", "_owner", "_released", "_killed", "_dir_fd", "_events_fd",
-        "_fresh_fds", "__weakref__",
+        "path", "_place", "_owner", "_released", "_killed", "_signalling", "_dir_fd",
+        "_events_fd", "_fresh_fds", "__weakref__",
     )  # fmt: skip
 
     def __init__(self, where: _Place, path: str, dir_fd: int = -1, events_fd: int = -1) -> None:
@@ -241,7 +244,10 @@ class Tree:
         self.path = path
         self._owner = where.pid
         self._released = False
-        self._killed = False  # cgroup.kill written: never reused (module docstring)
+        self._killed = False  # being killed or killed: never reused (module docstring)
+        # Threads signalling the members now: the cgroup is not pooled while
+        # any is, or it could reach another child's tree (release).
+        self._signalling = 0
         self._dir_fd = dir_fd
         self._events_fd = events_fd
         self._fresh_fds = False  # opened for this child: not yet held to the fd budget
@@ -293,13 +299,20 @@ class Tree:
 
     # ---- signals ---------------------------------------------------------
 
+    # A reap in another thread may give the cgroup back (release) while a
+    # signal is on its way: from then on, a spawn may take it from the pool
+    # for another child.  So kill() and signal() check _released and mark
+    # the cgroup in one step under the place's lock, and release() pools
+    # no cgroup so marked; it removes it, and the late signal finds nothing.
+
     def kill(self) -> None:
-        if self._released:
-            return  # emptied and given back: another child's now, or gone
+        with self._place.lock:
+            if self._released:
+                return  # emptied and given back: another child's now, or gone
+            self._killed = True
         if _USE_CGROUP_KILL:
             try:
                 with open(os.path.join(self.path, "cgroup.kill"), "w") as f:
-                    self._killed = True
                     f.write("1")
                 return
             except FileNotFoundError:
@@ -311,16 +324,23 @@ class Tree:
     def signal(self, sig: int, skip_pid: int | None) -> None:
         """Send sig to every member but skip_pid (the child itself, while
         unreaped: Popen signals it through its own pidfd)."""
-        if self._released:
-            return
-        done: set[int] = set()
-        for _ in range(_MAX_PASSES):
-            fresh = [pid for pid in self._members() if pid not in done and pid != skip_pid]
-            if not fresh:
+        lock = self._place.lock
+        with lock:
+            if self._released:
                 return
-            for pid in fresh:
-                done.add(pid)
-                self._signal_member(pid, sig)
+            self._signalling += 1
+        try:
+            done: set[int] = set()
+            for _ in range(_MAX_PASSES):
+                fresh = [pid for pid in self._members() if pid not in done and pid != skip_pid]
+                if not fresh:
+                    return
+                for pid in fresh:
+                    done.add(pid)
+                    self._signal_member(pid, sig)
+        finally:
+            with lock:
+                self._signalling -= 1
 
     def _members(self) -> list[int]:
         try:
@@ -376,7 +396,12 @@ class Tree:
             return True
         with where.lock:
             where.leftovers.discard(self.path)
-            if len(where.pool) < _POOL_MAX and where is _place and not self._killed:
+            if (
+                len(where.pool) < _POOL_MAX
+                and where is _place
+                and not self._killed
+                and not self._signalling
+            ):
                 self.trim()  # fds never held to the budget (the probe's): now
                 where.pool.append(self.path)
                 where.pooled_fds[self.path] = (self._dir_fd, self._events_fd)
@@ -456,8 +481,11 @@ def _cleanup_at_exit() -> None:
 def _close_pool_fds_in_child() -> None:
     # A forked child gets a place of its own (place()); the fds its
     # parent's pool kept are of no use to it.  No lock: one thread here.
+    # The lock is new: another thread of the parent may have held it at the
+    # fork, and the Trees the child inherited still take it to signal.
     where = _place
     if where is not None:
+        where.lock = threading.Lock()
         for pair in where.pooled_fds.values():
             _close(*pair)
         where.pooled_fds.clear()
