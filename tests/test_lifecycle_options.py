@@ -23,6 +23,7 @@ import resource
 import select
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -797,6 +798,24 @@ def test_a_cgroup_being_signalled_is_not_reused(how: str, monkeypatch: pytest.Mo
     finally:
         q.kill()
         q.wait()
+
+
+@pytest.mark.skipif(
+    sys.implementation.name != "pypy",
+    reason="PyPy's own: its fork_exec casts process_group to a C int (CPython refuses 2**32)",
+)
+def test_process_group_mode_judges_the_group_pypy_gives(monkeypatch: pytest.MonkeyPatch) -> None:
+    # PyPy casts process_group=2**32 to 0, a new group: kill_tree's own
+    # group then.  2**32 + 1 is group 1, another one, refused as such.
+    monkeypatch.setattr(_lifecycle, "_USE_CGROUP", False)
+    code = "import os; print(os.getpgid(0) == os.getpid())"
+    with pidproc.Popen(
+        [PY, "-c", code], stdout=subprocess.PIPE, kill_tree=True, process_group=2**32
+    ) as p:
+        out = p.communicate()[0]
+    assert (p.kill_tree, out.strip(), p.returncode) == ("process_group", b"True", 0)
+    with pytest.raises(ValueError, match=f"process_group={2**32 + 1} would put it in another"):
+        pidproc.Popen(["true"], kill_tree=True, process_group=2**32 + 1)
 
 
 @pytest.mark.skipif(not CGROUP_OK, reason="no writable cgroup2 directory here")

@@ -52,6 +52,7 @@ from ._errors import BackendUnavailable
 from ._native import MISSING, lib
 from ._pidfd_sys import still_unreaped
 from ._spawn import state as _paths
+from ._spawn.convert import PYPY, pypy_cast
 from ._spawn.paths import (
     C_CHILD_SETUP,
     CLONE3_FLAGS,
@@ -308,6 +309,8 @@ class Lifecycle:
 
     def _choose(self, a: ChildArgs) -> frozenset[str]:
         preexec_fn, process_group = a.preexec_fn, a.process_group
+        if PYPY:  # its fork_exec casts it to a C int: judge the group the child gets
+            process_group = pypy_cast(process_group)
         needs: set[str] = set()
         wrap_pgid = wrap_nnp = False
         clone3_taken = _paths.may_take("clone3")
@@ -359,7 +362,7 @@ class Lifecycle:
                     raise ValueError(
                         f"kill_tree=True puts the child in a process group of its own "
                         f"here (no cgroup: {self.cgroup_reason()}); process_group="
-                        f"{process_group} would put it in another"
+                        f"{a.process_group} would put it in another"
                     )
                 needs.add(HELD_BY_PIDFD)
                 if not a.start_new_session and process_group != 0:
