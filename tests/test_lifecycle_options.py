@@ -151,6 +151,21 @@ def gone_soon(mark: str, seconds: float = 2.0) -> bool:
     return True
 
 
+def emptied_soon(cgroup: str, seconds: float = 5.0) -> bool:
+    """Until the cgroup holds no process (``populated 0``), or removed."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with open(os.path.join(cgroup, "cgroup.events")) as f:
+                if "populated 0" in f.read().splitlines():
+                    return True
+        except FileNotFoundError:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+
+
 def kill_sleepers(mark: str) -> None:
     """Cleanup of what the stdlib left: through a pidfd, checked to be ours."""
     for pid in sleepers(mark):
@@ -534,6 +549,9 @@ def test_tree_outliving_its_child(tree_mode: str) -> None:
             tree = p._lifecycle.cgroup if p._lifecycle else None
             assert tree is not None
             path = tree.path
+            # A killed job's command line empties (its memory is let go)
+            # before it leaves its cgroup: wait for the second step too.
+            assert emptied_soon(path)
             del p, tree
             collect()
             # Empty and collected: back in the pool, or removed.
