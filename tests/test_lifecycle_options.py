@@ -583,13 +583,18 @@ def test_one_child_after_another(tree_mode: str) -> None:
 
 
 @pytest.mark.skipif(not CGROUP_OK, reason="no writable cgroup2 directory here")
-def test_cgroups_are_removed_at_exit() -> None:
+@pytest.mark.parametrize("how", ["killed", "not-waited", "job-killed"])
+def test_cgroups_are_removed_at_exit(how: str) -> None:
+    # not-waited: the cgroup of a Popen still held at exit, whose child has
+    # exited.  job-killed: a tree killed just before exit, still dying then.
     out = subprocess.run(
-        [PY, program("lifecycle_options_at_exit")],
+        [PY, program("lifecycle_options_at_exit"), how],
         capture_output=True,
         text=True,
         env=env_for(None),
+        timeout=60,
     )
+    assert out.returncode == 0, out.stderr
     mode, path = out.stdout.split()
     assert mode == "cgroup", out.stderr
     assert not os.path.exists(path)

@@ -35,7 +35,11 @@ thread may empty it meanwhile, and the signal must not reach the tree of the
 next child to take it.  One whose descendants outlive the
 child stays, and can still be signalled through the Popen, until it is
 empty; it is removed when its Popen is collected, at a later kill_tree
-spawn, or at the latest at interpreter exit.  Directories left by a process
+spawn, or at the latest at interpreter exit.  At exit every cgroup of ours
+that no process is in goes, a held Popen's too, and one we killed is given
+up to a second to empty (a killed process leaves its cgroup only after
+it has let its memory go); one whose processes live on stays, and so does
+``pidproc-<pid>`` around it.  Directories left by a process
 that was killed are removed the next time a process in the same cgroup
 creates its own (``pidproc-<pid>`` of a pid that no longer exists, when
 empty).  A forked child never removes its parent's cgroups.
@@ -48,8 +52,10 @@ import contextlib
 import errno
 import itertools
 import os
+import select
 import signal
 import threading
+import time
 
 from . import _fdbudget, _posix
 
@@ -59,6 +65,10 @@ _POOL_MAX = 8
 # A tree whose members keep forking: stop after this many passes over
 # cgroup.procs (each pass signals everyone it finds).
 _MAX_PASSES = 64
+# At exit: how long the trees we killed may take to empty, all together
+# (a process dying in uninterruptible sleep can take longer; its cgroup
+# then stays, as one whose tree outlives us does).
+_EXIT_WAIT_S = 1.0
 # Knob: False makes Tree.kill signal each member instead of writing
 # cgroup.kill, as on kernels before 5.14 (tests run that path here).
 _USE_CGROUP_KILL = True
@@ -121,6 +131,9 @@ class _Place:
         # The fds a pooled cgroup keeps: (directory, cgroup.events), -1 if none.
         self.pooled_fds: dict[str, tuple[int, int]] = {}
         self.leftovers: set[str] = set()
+        # Killed, not yet removed: at exit, worth waiting for (a killed
+        # process leaves its cgroup only after it has let its memory go).
+        self.dying: set[str] = set()
         self.lock = threading.Lock()
 
 
@@ -310,6 +323,7 @@ class Tree:
             if self._released:
                 return  # emptied and given back: another child's now, or gone
             self._killed = True
+            self._place.dying.add(self.path)
         if _USE_CGROUP_KILL:
             try:
                 with open(os.path.join(self.path, "cgroup.kill"), "w") as f:
@@ -393,9 +407,12 @@ class Tree:
         self._released = True
         if state == _GONE:
             self._close_fds()
+            with where.lock:
+                where.dying.discard(self.path)
             return True
         with where.lock:
             where.leftovers.discard(self.path)
+            where.dying.discard(self.path)
             if (
                 len(where.pool) < _POOL_MAX
                 and where is _place
@@ -458,24 +475,63 @@ def _remove_empty_leftovers(where: _Place, most: int = 4) -> None:
             with contextlib.suppress(OSError):
                 os.rmdir(path)
             where.leftovers.discard(path)
+            where.dying.discard(path)
 
 
 def _cleanup_at_exit() -> None:
+    """Remove every cgroup of ours that no process is in, and then
+    ``pidproc-<pid>``: the pool's, the leftovers, and also those of Popens
+    still held (a child exited but not waited for: a zombie is no member).
+    A Tree released later finds its cgroup gone.  Trees we killed get a
+    moment to empty; one whose processes live on stays."""
     where = _place
     if where is None or where.pid != os.getpid():
         return
     with where.lock:
-        paths = [*where.pool, *where.leftovers]
         where.pool.clear()
         fds = list(where.pooled_fds.values())
         where.pooled_fds.clear()
+        where.leftovers.clear()
+        dying = set(where.dying)
     for pair in fds:
         _close(*pair)
+    try:
+        with os.scandir(where.base) as entries:
+            paths = [e.path for e in entries if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return
+    deadline = time.monotonic() + _EXIT_WAIT_S
     for path in paths:
+        if path in dying:
+            _wait_empty(path, deadline)
         with contextlib.suppress(OSError):
-            os.rmdir(path)
+            os.rmdir(path)  # EBUSY while a process is in it: it stays
     with contextlib.suppress(OSError):
         os.rmdir(where.base)  # fails while a cgroup in it still has members
+
+
+def _wait_empty(path: str, deadline: float) -> bool:
+    """Until ``populated 0`` or the deadline: cgroup.events is read, then
+    polled, which wakes on its next change (no sleep loop)."""
+    try:
+        fd = os.open(path + "/cgroup.events", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return True  # removed
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLPRI)
+        while True:
+            try:
+                if b"populated 0" in os.pread(fd, 256, 0):
+                    return True
+            except OSError:
+                return True  # removed meanwhile
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            poller.poll(max(1, int(left * 1000)))
+    finally:
+        os.close(fd)
 
 
 def _close_pool_fds_in_child() -> None:

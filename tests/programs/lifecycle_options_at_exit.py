@@ -1,15 +1,48 @@
 """kill_tree children, then exit: prints the mechanism and the last child's
 cgroup directory, which must be gone, with its ``pidproc-<pid>`` parent,
-once this process has exited.  Run by tests/test_lifecycle_options.py."""
+once this process has exited.  Run by tests/test_lifecycle_options.py.
+
+argv[1], how the last child ends:
+
+- ``killed``: killed and waited for.
+- ``not-waited``: exited, never waited for, its Popen still held at exit.
+- ``job-killed``: the child exited, its background job (holding 256 MiB,
+  which it lets go before it leaves its cgroup) is killed just before exit.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+
 import pidproc
 
+HOLDER = (
+    "b = bytearray(256 << 20); b[::4096] = b'x' * len(b[::4096]); "
+    "print('ready', flush=True); import time; time.sleep(60)"
+)
+
+how = sys.argv[1]
 for _ in range(3):
     pidproc.run(["true"], kill_tree=True)
-p = pidproc.Popen(["sleep", "30"], kill_tree=True)
+if how == "job-killed":
+    # The job's stdout is our pipe: its "ready" says it holds the memory.
+    p = pidproc.Popen(
+        ["sh", "-c", f'"{sys.executable}" -c "{HOLDER}" & exit 0'],
+        kill_tree=True,
+        stdout=pidproc.PIPE,
+    )
+    assert p.wait() == 0
+    assert p.stdout is not None and p.stdout.readline() == b"ready\n"
+else:
+    p = pidproc.Popen(["sleep", "30"] if how == "killed" else ["true"], kill_tree=True)
 assert p._lifecycle is not None and p._lifecycle.cgroup is not None
 print(p.kill_tree, p._lifecycle.cgroup.path, flush=True)
-p.kill()
-p.wait()
+if how == "killed":
+    p.kill()
+    p.wait()
+elif how == "not-waited":
+    # Exited, not reaped: waited for without WEXITED's reap (WNOWAIT).
+    os.waitid(os.P_PIDFD, p.pidfd, os.WEXITED | os.WNOWAIT)
+else:
+    p.kill()
