@@ -376,15 +376,11 @@ def test_parent_gone_during_the_spawn_child_kills_itself() -> None:
 
 
 @needs_core
-@pytest.mark.parametrize("wait", ["yields", "sleeps"])
-def test_keeper_handover_from_many_threads(wait: str) -> None:
-    # The caller of a keeper spawn yields for a while, then sleeps until
-    # the keeper is done (_lifecycle.c); a bound of 0 forces the sleep.
-    # Threads spawning at once are served one at a time, each getting its
-    # own child and status.
+def test_keeper_handover_from_many_threads() -> None:
+    # Threads spawning through the keeper at once are served one at a time
+    # (_lifecycle.c), each getting its own child and status.
     if "clone" not in USABLE:
         pytest.skip("no clone path here")
-    previous = lib.pidproc_keeper_yield_ns(0) if wait == "sleeps" else None
     results: dict[int, list[tuple[str | None, int]]] = {}
 
     def spawn(n: int) -> None:
@@ -393,17 +389,98 @@ def test_keeper_handover_from_many_threads(wait: str) -> None:
             p = pidproc.Popen(["sh", "-c", f"exit {n * 10 + i}"], die_with_parent=True)
             results[n].append((p.die_with_parent, p.wait()))
 
-    try:
-        with pidproc.use_backend("clone"):  # never autokill: the keeper thread clones
-            threads = [threading.Thread(target=spawn, args=(n,)) for n in range(4)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-    finally:
-        if previous is not None:
-            lib.pidproc_keeper_yield_ns(previous)
+    with pidproc.use_backend("clone"):  # never autokill: the keeper thread clones
+        threads = [threading.Thread(target=spawn, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
     assert results == {n: [("pdeathsig", n * 10 + i) for i in range(5)] for n in range(4)}
+
+
+THREAD_STATE = "grep ^Cpus_allowed_list: /proc/$$/status; cut -d' ' -f19 /proc/$$/stat"
+
+
+def thread_state_of_child(module: Any, **kw: Any) -> str:
+    """The CPU affinity and nice value a child of this thread starts with."""
+    out: str = module.run(["sh", "-c", THREAD_STATE], capture_output=True, text=True, **kw).stdout
+    return out
+
+
+def in_thread(fn: Any) -> Any:
+    box: list[Any] = []
+    t = threading.Thread(target=lambda: box.append(fn()))
+    t.start()
+    t.join()
+    return box[0]
+
+
+@needs_core
+@pytest.mark.parametrize("path", ["clone3", "clone"])
+def test_die_with_parent_child_has_the_calling_threads_affinity_and_nice(path: str) -> None:
+    # Linux keeps both per thread and a child inherits the cloning thread's:
+    # a child the keeper thread clones gets the caller's, as the stdlib's
+    # child of that thread does.
+    if path not in USABLE:
+        pytest.skip(f"no {path} path here")
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("one CPU allowed here: no narrower affinity to give a thread")
+    with pidproc.use_backend(path):
+        pidproc.run(["true"], die_with_parent=True)  # the keeper, started from here
+
+        def narrowed_and_nicer() -> tuple[str, str, str | None]:
+            os.sched_setaffinity(0, {cpus[-1]})  # this thread only
+            os.setpriority(os.PRIO_PROCESS, 0, os.getpriority(os.PRIO_PROCESS, 0) + 3)
+            p = pidproc.Popen(
+                ["sh", "-c", THREAD_STATE], stdout=subprocess.PIPE, text=True, die_with_parent=True
+            )
+            out = p.communicate()[0]
+            return thread_state_of_child(subprocess), out, p.die_with_parent
+
+        want, got, mechanism = in_thread(narrowed_and_nicer)
+        assert got == want, mechanism
+        assert want.split()[1] == str(cpus[-1])
+        # This thread again: its own affinity and nice value, if the keeper
+        # may lower its nice value again (CAP_SYS_NICE; else it keeps the
+        # higher one, as documented).
+        want = thread_state_of_child(subprocess)
+        got = thread_state_of_child(pidproc, die_with_parent=True)
+
+    if in_thread(may_lower_nice):
+        assert got == want
+    else:
+        assert got.split()[:2] == want.split()[:2]
+        assert int(got.split()[2]) == int(want.split()[2]) + 3
+
+
+def may_lower_nice() -> bool:
+    here = os.getpriority(os.PRIO_PROCESS, 0)
+    os.setpriority(os.PRIO_PROCESS, 0, here + 1)
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, here)
+    except PermissionError:
+        return False
+    return True
+
+
+@needs_core
+@pytest.mark.parametrize("path", ["clone3", "clone"])
+def test_without_cap_sys_nice_the_keeper_keeps_a_higher_nice(path: str) -> None:
+    # Lowering a nice value needs CAP_SYS_NICE: once the keeper took on a
+    # nicer thread's value, a child for a less nice thread runs at it.
+    if path not in USABLE:
+        pytest.skip(f"no {path} path here")
+    if not PRIVILEGED:
+        pytest.skip("runs as root, then drops CAP_SYS_NICE")
+    got = run_program("lifecycle_options_nice_nocap", path, env=env_for(None))
+    std, ours = got["nicer thread"]
+    assert ours == std
+    std_main, ours_main = got["main thread"]
+    if path == "clone3" and _lifecycle.fact("clone3_flags"):
+        assert ours_main == std_main  # autokill: cloned by the main thread itself
+    else:
+        assert ours_main == std == std_main + 3
 
 
 @needs_core

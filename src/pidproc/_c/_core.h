@@ -113,9 +113,6 @@ int pidproc_lowest_free_fd(void);
 int pidproc_set_no_new_privs(void);
 /* 1 once the keeper thread runs in this process (for tests and the bench). */
 int pidproc_keeper_running(void);
-/* How long a caller yields for its keeper job before it sleeps, in ns; sets
- * it to ns (>= 0) and returns the previous value (tests force the sleep). */
-long long pidproc_keeper_yield_ns(long long ns);
 
 /* ---- the pidfd toolkit (_toolkit.c): parent-side syscalls os lacks ----
  * Each returns its result, or -errno on failure. */

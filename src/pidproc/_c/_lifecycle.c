@@ -9,8 +9,12 @@
  * would be killed when that worker ends.  So a die_with_parent child that
  * relies on the parent-death signal is cloned by one thread that never
  * exits, started on first use: the Python thread hands it the request and
- * waits until the spawn returns (a mutex and two condition variables, with
- * a bounded run of yields first: yield_until_done).
+ * sleeps until the spawn returns (a mutex and two condition variables).
+ * Sleeping at once, not spinning or yielding first: measured on two 2-CPU
+ * machines, a run of sched_yield() before the sleep took a die_with_parent
+ * spawn+wait from 1.09x to 1.00x a plain one on the first and from 1.06x
+ * to 1.14x on the second (the scheduler places the keeper and the child
+ * differently while the caller stays runnable), for more CPU time on both.
  * Only process death (exit, a fatal signal, SIGKILL included) or an execve
  * of the process ends it, and then the signal is what we want.  Spawns
  * through it are serialised: the clone3/clone parent is suspended until the
@@ -18,7 +22,14 @@
  *
  * The child must start the program with the signal mask of the thread that
  * asked, not the keeper's (which blocks everything): the caller's mask
- * travels with the job.
+ * travels with the job.  So do the caller's CPU affinity and nice value,
+ * which Linux keeps per thread and a child inherits from the thread that
+ * cloned it: the keeper takes them on before it clones (a syscall only
+ * when they differ from what it has).  A nice value lower than the
+ * keeper's needs CAP_SYS_NICE (or RLIMIT_NICE) to take on; without it the
+ * child runs at the keeper's.  Other per-thread state (a scheduling
+ * policy, namespaces entered with setns(), a seccomp filter) is the
+ * keeper's, as README.md says.
  *
  * fork(): the keeper does not exist in a forked child, and a job in flight
  * belonged to a thread that is gone too.  The atfork handler resets the
@@ -35,8 +46,8 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 /* ---- the keeper thread ---------------------------------------------------- */
@@ -45,6 +56,10 @@ struct keeper_job {
     pidproc_spawn_fn fn;
     struct pidproc_spawn *req;
     sigset_t mask;   /* the calling thread's: the child starts with it */
+    cpu_set_t cpus;  /* the calling thread's affinity, if have_cpus */
+    int have_cpus;
+    int nice;        /* the calling thread's, if have_nice */
+    int have_nice;
     int rc;
     int done;
 };
@@ -56,9 +71,48 @@ static pthread_cond_t k_done = PTHREAD_COND_INITIALIZER;
 static struct keeper_job *k_job;
 static int k_running;
 
+/* The keeper's own affinity and nice value, as last read or set (keeper
+ * thread only). */
+static cpu_set_t k_cpus;
+static int k_have_cpus;
+static int k_nice;
+static int k_have_nice;
+
+static int read_nice(int *out)
+{
+    errno = 0;
+    int n = getpriority(PRIO_PROCESS, 0);   /* Linux: the calling thread's */
+    if (n == -1 && errno != 0)
+        return 0;
+    *out = n;
+    return 1;
+}
+
+/* Before a job: take on the caller's affinity and nice value, where they
+ * differ from the keeper's.  Failure leaves the keeper's (see above). */
+static void keeper_match_caller(const struct keeper_job *job)
+{
+    if (job->have_cpus && (!k_have_cpus || !CPU_EQUAL(&job->cpus, &k_cpus))) {
+        if (sched_setaffinity(0, sizeof job->cpus, &job->cpus) == 0) {
+            k_cpus = job->cpus;
+            k_have_cpus = 1;
+        }
+    }
+    if (job->have_nice && (!k_have_nice || job->nice != k_nice)) {
+        if (setpriority(PRIO_PROCESS, 0, job->nice) == 0) {
+            k_nice = job->nice;
+            k_have_nice = 1;
+        } else {
+            k_have_nice = read_nice(&k_nice);
+        }
+    }
+}
+
 static void *keeper_main(void *unused)
 {
     (void)unused;
+    k_have_cpus = sched_getaffinity(0, sizeof k_cpus, &k_cpus) == 0;
+    k_have_nice = read_nice(&k_nice);
     pthread_mutex_lock(&k_lock);
     for (;;) {
         while (!k_job)
@@ -66,53 +120,14 @@ static void *keeper_main(void *unused)
         struct keeper_job *job = k_job;
         k_job = NULL;
         pthread_mutex_unlock(&k_lock);
+        keeper_match_caller(job);
         int rc = job->fn(job->req, &job->mask);
         pthread_mutex_lock(&k_lock);
         job->rc = rc;
-        /* Last: the caller may see it without the lock and return, ending
-         * the job's storage (its stack frame). */
-        __atomic_store_n(&job->done, 1, __ATOMIC_RELEASE);
+        job->done = 1;
         pthread_cond_broadcast(&k_done);
     }
     return NULL;
-}
-
-/* The caller's wait for its job, before it sleeps on k_done: sched_yield()
- * in a loop for up to k_yield_ns (KEEPER_YIELD_NS unless a test changed
- * it).  Why: when the caller sleeps at once, its CPU goes idle and the
- * handover's wake-ups (the keeper's, then the caller's) each have to wake
- * an idle CPU.  On an idle 2-CPU machine that made a die_with_parent
- * spawn+wait 1.09x a plain one (about 45 µs, bench S12a); yielding first
- * brings it to 1.00x, for about 14 µs more process CPU time per spawn.  On
- * a busy CPU each yield lets other work run.  The keeper's job (the clone,
- * then the child up to its exec) is normally done well within the bound;
- * past it (a slow exec, a loaded machine) the caller sleeps.
- * yield_until_done returns 1 once the job is done. */
-#define KEEPER_YIELD_NS (500 * 1000)
-static long long k_yield_ns = KEEPER_YIELD_NS;
-
-long long pidproc_keeper_yield_ns(long long ns)
-{
-    return __atomic_exchange_n(&k_yield_ns, ns < 0 ? 0 : ns, __ATOMIC_RELAXED);
-}
-
-static int64_t monotonic_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int yield_until_done(struct keeper_job *job)
-{
-    int64_t until = monotonic_ns() + __atomic_load_n(&k_yield_ns, __ATOMIC_RELAXED);
-    for (;;) {
-        if (__atomic_load_n(&job->done, __ATOMIC_ACQUIRE))
-            return 1;
-        if (monotonic_ns() >= until)
-            return 0;
-        sched_yield();
-    }
 }
 
 /* Called with k_turn held.  0, or an errno with no keeper. */
@@ -149,6 +164,9 @@ int pidproc_keeper_call(pidproc_spawn_fn fn, struct pidproc_spawn *req)
     job.rc = 0;
     job.done = 0;
     pthread_sigmask(SIG_BLOCK, NULL, &job.mask);
+    /* More than CPU_SETSIZE CPUs: EINVAL, and the keeper's affinity stays. */
+    job.have_cpus = sched_getaffinity(0, sizeof job.cpus, &job.cpus) == 0;
+    job.have_nice = read_nice(&job.nice);
 
     pthread_mutex_lock(&k_turn);
     int rc = keeper_start();
@@ -161,13 +179,9 @@ int pidproc_keeper_call(pidproc_spawn_fn fn, struct pidproc_spawn *req)
     pthread_mutex_lock(&k_lock);
     k_job = &job;
     pthread_cond_signal(&k_posted);
+    while (!job.done)
+        pthread_cond_wait(&k_done, &k_lock);
     pthread_mutex_unlock(&k_lock);
-    if (!yield_until_done(&job)) {
-        pthread_mutex_lock(&k_lock);
-        while (!__atomic_load_n(&job.done, __ATOMIC_ACQUIRE))
-            pthread_cond_wait(&k_done, &k_lock);
-        pthread_mutex_unlock(&k_lock);
-    }
     pthread_mutex_unlock(&k_turn);
     return job.rc;
 }
