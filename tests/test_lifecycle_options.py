@@ -660,10 +660,12 @@ def test_one_child_after_another(tree_mode: str) -> None:
 
 
 @pytest.mark.skipif(not CGROUP_OK, reason="no writable cgroup2 directory here")
-@pytest.mark.parametrize("how", ["killed", "not-waited", "job-killed"])
+@pytest.mark.parametrize("how", ["killed", "not-waited", "job-killed", "after-cleanup"])
 def test_cgroups_are_removed_at_exit(how: str) -> None:
     # not-waited: the cgroup of a Popen still held at exit, whose child has
     # exited.  job-killed: a tree killed just before exit, still dying then.
+    # after-cleanup: a spawn by an atexit handler that runs after pidproc's
+    # cleanup (pidproc-<pid> made again, and removed at the reap).
     out = subprocess.run(
         [PY, program("lifecycle_options_at_exit"), how],
         capture_output=True,
@@ -672,6 +674,7 @@ def test_cgroups_are_removed_at_exit(how: str) -> None:
         timeout=60,
     )
     assert out.returncode == 0, out.stderr
+    assert len(out.stdout.split()) == 2, out.stderr  # an atexit handler's error: exit 0
     mode, path = out.stdout.split()
     assert mode == "cgroup", out.stderr
     assert not os.path.exists(path)

@@ -39,7 +39,9 @@ spawn, or at the latest at interpreter exit.  At exit every cgroup of ours
 that no process is in goes, a held Popen's too, and one we killed is given
 up to a second to empty (a killed process leaves its cgroup only after
 it has let its memory go); one whose processes live on stays, and so does
-``pidproc-<pid>`` around it.  Directories left by a process
+``pidproc-<pid>`` around it.  An atexit handler that runs after that
+cleanup may still spawn: ``pidproc-<pid>`` is made again, and such a
+cgroup is removed at its child's reap, never pooled.  Directories left by a process
 that was killed are removed the next time a process in the same cgroup
 creates its own (``pidproc-<pid>`` of a pid that no longer exists, when
 empty).  A forked child never removes its parent's cgroups.
@@ -134,6 +136,9 @@ class _Place:
         # Killed, not yet removed: at exit, worth waiting for (a killed
         # process leaves its cgroup only after it has let its memory go).
         self.dying: set[str] = set()
+        # Set by the cleanup at exit: an atexit handler that runs after it
+        # may still spawn; its cgroups are removed at the reap, not pooled.
+        self.closed = False
         self.lock = threading.Lock()
 
 
@@ -416,6 +421,7 @@ class Tree:
             if (
                 len(where.pool) < _POOL_MAX
                 and where is _place
+                and not where.closed
                 and not self._killed
                 and not self._signalling
             ):
@@ -427,6 +433,9 @@ class Tree:
         self._close_fds()
         with contextlib.suppress(OSError):
             os.rmdir(self.path)
+        if where.closed:
+            with contextlib.suppress(OSError):
+                os.rmdir(where.base)  # the cleanup at exit has run: the last one out
         return True
 
     def __del__(self) -> None:
@@ -458,6 +467,12 @@ def new_tree() -> Tree:
         os.mkdir(path, 0o755)
     except FileExistsError:
         pass  # left by an earlier process with our pid
+    except FileNotFoundError:
+        # pidproc-<pid> removed by the cleanup at exit, and an atexit
+        # handler that runs after it spawns: made again.
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(where.base, 0o755)
+        os.mkdir(path, 0o755)
     tree = Tree(where, path)
     try:
         tree._open_fds()
@@ -488,6 +503,7 @@ def _cleanup_at_exit() -> None:
     if where is None or where.pid != os.getpid():
         return
     with where.lock:
+        where.closed = True
         where.pool.clear()
         fds = list(where.pooled_fds.values())
         where.pooled_fds.clear()

@@ -8,21 +8,37 @@ argv[1], how the last child ends:
 - ``not-waited``: exited, never waited for, its Popen still held at exit.
 - ``job-killed``: the child exited, its background job (holding 256 MiB,
   which it lets go before it leaves its cgroup) is killed just before exit.
+- ``after-cleanup``: spawned and waited for by an atexit handler that runs
+  after pidproc's own cleanup at exit (registered before pidproc was
+  imported).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 
-import pidproc
+how = sys.argv[1]
+
+
+def after_cleanup() -> None:
+    q = pidproc.Popen(["true"], kill_tree=True)
+    assert q._lifecycle is not None and q._lifecycle.cgroup is not None
+    print(q.kill_tree, q._lifecycle.cgroup.path, flush=True)
+    assert q.wait() == 0
+
+
+if how == "after-cleanup":
+    atexit.register(after_cleanup)  # before pidproc's: runs after it
+
+import pidproc  # noqa: E402
 
 HOLDER = (
     "b = bytearray(256 << 20); b[::4096] = b'x' * len(b[::4096]); "
     "print('ready', flush=True); import time; time.sleep(60)"
 )
 
-how = sys.argv[1]
 for _ in range(3):
     pidproc.run(["true"], kill_tree=True)
 if how == "job-killed":
@@ -34,15 +50,16 @@ if how == "job-killed":
     )
     assert p.wait() == 0
     assert p.stdout is not None and p.stdout.readline() == b"ready\n"
-else:
+elif how != "after-cleanup":
     p = pidproc.Popen(["sleep", "30"] if how == "killed" else ["true"], kill_tree=True)
-assert p._lifecycle is not None and p._lifecycle.cgroup is not None
-print(p.kill_tree, p._lifecycle.cgroup.path, flush=True)
+if how != "after-cleanup":
+    assert p._lifecycle is not None and p._lifecycle.cgroup is not None
+    print(p.kill_tree, p._lifecycle.cgroup.path, flush=True)
 if how == "killed":
     p.kill()
     p.wait()
 elif how == "not-waited":
     # Exited, not reaped: waited for without WEXITED's reap (WNOWAIT).
     os.waitid(os.P_PIDFD, p.pidfd, os.WEXITED | os.WNOWAIT)
-else:
+elif how == "job-killed":
     p.kill()
