@@ -660,12 +660,15 @@ def test_one_child_after_another(tree_mode: str) -> None:
 
 
 @pytest.mark.skipif(not CGROUP_OK, reason="no writable cgroup2 directory here")
-@pytest.mark.parametrize("how", ["killed", "not-waited", "job-killed", "after-cleanup"])
+@pytest.mark.parametrize(
+    "how", ["killed", "not-waited", "job-killed", "after-cleanup", "in-flight"]
+)
 def test_cgroups_are_removed_at_exit(how: str) -> None:
     # not-waited: the cgroup of a Popen still held at exit, whose child has
     # exited.  job-killed: a tree killed just before exit, still dying then.
     # after-cleanup: a spawn by an atexit handler that runs after pidproc's
     # cleanup (pidproc-<pid> made again, and removed at the reap).
+    # in-flight: the cleanup while a spawn into a cgroup is on its way.
     out = subprocess.run(
         [PY, program("lifecycle_options_at_exit"), how],
         capture_output=True,

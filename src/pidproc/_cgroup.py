@@ -36,7 +36,8 @@ next child to take it.  One whose descendants outlive the
 child stays, and can still be signalled through the Popen, until it is
 empty; it is removed when its Popen is collected, at a later kill_tree
 spawn, or at the latest at interpreter exit.  At exit every cgroup of ours
-that no process is in goes, a held Popen's too, and one we killed is given
+that no process is in goes, a held Popen's too (not one a spawn in another
+thread is on its way into), and one we killed is given
 up to a second to empty (a killed process leaves its cgroup only after
 it has let its memory go); one whose processes live on stays, and so does
 ``pidproc-<pid>`` around it.  An atexit handler that runs after that
@@ -136,6 +137,9 @@ class _Place:
         # Killed, not yet removed: at exit, worth waiting for (a killed
         # process leaves its cgroup only after it has let its memory go).
         self.dying: set[str] = set()
+        # Given to a spawn that has not returned yet: empty, but not to be
+        # removed at exit (a daemon thread may be spawning into it).
+        self.unborn: set[str] = set()
         # Set by the cleanup at exit: an atexit handler that runs after it
         # may still spawn; its cgroups are removed at the reap, not pooled.
         self.closed = False
@@ -292,6 +296,12 @@ class Tree:
         except OSError:
             pass
 
+    def born(self) -> None:
+        """The spawn returned, its child is in the cgroup: from now on the
+        cleanup at exit judges it by its members."""
+        with self._place.lock:
+            self._place.unborn.discard(self.path)
+
     def trim(self) -> None:
         """After the spawn: fds opened for this child that landed in the top
         quarter of the fd range are given up (``_fdbudget``), as a pidfd
@@ -407,15 +417,18 @@ class Tree:
         state = _state_of_fd(self._events_fd) if self._events_fd >= 0 else _state(self.path)
         if state == _POPULATED:
             with where.lock:
+                where.unborn.discard(self.path)
                 where.leftovers.add(self.path)
             return False
         self._released = True
         if state == _GONE:
             self._close_fds()
             with where.lock:
+                where.unborn.discard(self.path)
                 where.dying.discard(self.path)
             return True
         with where.lock:
+            where.unborn.discard(self.path)
             where.leftovers.discard(self.path)
             where.dying.discard(self.path)
             if (
@@ -461,8 +474,10 @@ def new_tree() -> Tree:
             # Found empty when given back; only a privileged process moving
             # one in could have changed that, and nothing of ours would.
             path = where.pool.pop()
+            where.unborn.add(path)
             return Tree(where, path, *where.pooled_fds.pop(path, (-1, -1)))
         path = os.path.join(where.base, str(next(where.numbers)))
+        where.unborn.add(path)
     try:
         os.mkdir(path, 0o755)
     except FileExistsError:
@@ -509,6 +524,7 @@ def _cleanup_at_exit() -> None:
         where.pooled_fds.clear()
         where.leftovers.clear()
         dying = set(where.dying)
+        unborn = set(where.unborn)
     for pair in fds:
         _close(*pair)
     try:
@@ -518,6 +534,8 @@ def _cleanup_at_exit() -> None:
         return
     deadline = time.monotonic() + _EXIT_WAIT_S
     for path in paths:
+        if path in unborn:
+            continue  # a spawn into it is on its way (a daemon thread)
         if path in dying:
             _wait_empty(path, deadline)
         with contextlib.suppress(OSError):

@@ -447,6 +447,7 @@ class Lifecycle:
 
     def spawned(self, popen: Popen) -> None:
         if self.cgroup is not None:
+            self.cgroup.born()
             self.cgroup.trim()
         popen.die_with_parent = self.die
         popen.kill_tree = self.tree

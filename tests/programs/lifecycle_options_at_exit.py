@@ -11,6 +11,9 @@ argv[1], how the last child ends:
 - ``after-cleanup``: spawned and waited for by an atexit handler that runs
   after pidproc's own cleanup at exit (registered before pidproc was
   imported).
+- ``in-flight``: the cleanup at exit runs (called here) while a cgroup is
+  given to a spawn that has not returned (as in a daemon thread): it stays
+  for that spawn, whose child then runs in it.
 """
 
 from __future__ import annotations
@@ -50,6 +53,19 @@ if how == "job-killed":
     )
     assert p.wait() == 0
     assert p.stdout is not None and p.stdout.readline() == b"ready\n"
+elif how == "in-flight":
+    from pidproc import _cgroup
+
+    tree = _cgroup.new_tree()  # taken for a spawn that has not returned yet
+    _cgroup._cleanup_at_exit()  # the interpreter exiting meanwhile
+    assert os.path.isdir(tree.path), "removed under a spawn on its way"
+    real_new_tree = _cgroup.new_tree
+    _cgroup.new_tree = lambda: tree  # that spawn goes on now
+    try:
+        p = pidproc.Popen(["true"], kill_tree=True)
+    finally:
+        _cgroup.new_tree = real_new_tree
+    assert p._lifecycle is not None and p._lifecycle.cgroup is tree
 elif how != "after-cleanup":
     p = pidproc.Popen(["sleep", "30"] if how == "killed" else ["true"], kill_tree=True)
 if how != "after-cleanup":
@@ -58,6 +74,8 @@ if how != "after-cleanup":
 if how == "killed":
     p.kill()
     p.wait()
+elif how == "in-flight":
+    assert p.wait() == 0  # the reap removes it, and pidproc-<pid> (cleaned up already)
 elif how == "not-waited":
     # Exited, not reaped: waited for without WEXITED's reap (WNOWAIT).
     os.waitid(os.P_PIDFD, p.pidfd, os.WEXITED | os.WNOWAIT)
