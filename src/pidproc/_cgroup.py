@@ -145,6 +145,13 @@ class _Place:
         self.closed = False
         self.lock = threading.Lock()
 
+    def forget(self, path: str) -> None:
+        """A cgroup emptied for good (given back, removed or gone): no longer
+        a leftover, dying or unborn.  With the lock held."""
+        self.leftovers.discard(path)
+        self.dying.discard(path)
+        self.unborn.discard(path)
+
 
 _place: _Place | None = None
 _place_lock = threading.Lock()
@@ -424,13 +431,10 @@ class Tree:
         if state == _GONE:
             self._close_fds()
             with where.lock:
-                where.unborn.discard(self.path)
-                where.dying.discard(self.path)
+                where.forget(self.path)
             return True
         with where.lock:
-            where.unborn.discard(self.path)
-            where.leftovers.discard(self.path)
-            where.dying.discard(self.path)
+            where.forget(self.path)
             if (
                 len(where.pool) < _POOL_MAX
                 and where is _place
@@ -504,8 +508,7 @@ def _remove_empty_leftovers(where: _Place, most: int = 4) -> None:
         if _state(path) != _POPULATED:
             with contextlib.suppress(OSError):
                 os.rmdir(path)
-            where.leftovers.discard(path)
-            where.dying.discard(path)
+            where.forget(path)
 
 
 def _cleanup_at_exit() -> None:
@@ -555,11 +558,8 @@ def _wait_empty(path: str, deadline: float) -> bool:
         poller = select.poll()
         poller.register(fd, select.POLLPRI)
         while True:
-            try:
-                if b"populated 0" in os.pread(fd, 256, 0):
-                    return True
-            except OSError:
-                return True  # removed meanwhile
+            if _state_of_fd(fd) != _POPULATED:
+                return True  # empty, or removed meanwhile
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
