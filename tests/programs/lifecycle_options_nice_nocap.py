@@ -6,24 +6,17 @@ stdlib's.  Run by tests/test_lifecycle_options.py."""
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import struct
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
-CAP_SYS_NICE = 23
-libc = ctypes.CDLL(None, use_errno=True)
-libc.prctl(24, CAP_SYS_NICE, 0, 0, 0)  # PR_CAPBSET_DROP
-hdr = ctypes.create_string_buffer(struct.pack("Ii", 0x20080522, 0))  # version 3
-data = ctypes.create_string_buffer(24)
-assert libc.capget(hdr, data) == 0
-words = list(struct.unpack("6I", data.raw))
-words[0] &= ~(1 << CAP_SYS_NICE)  # effective
-words[1] &= ~(1 << CAP_SYS_NICE)  # permitted
-assert libc.capset(hdr, ctypes.create_string_buffer(struct.pack("6I", *words))) == 0
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests._support.caps import CAP_SYS_NICE, drop_capability  # noqa: E402
+
+drop_capability(CAP_SYS_NICE)
 
 import pidproc  # noqa: E402
 
