@@ -592,17 +592,13 @@ def boot(
     """Boot one VM on the shared initrd and wait; its results directory."""
     console = logs / f"arm64-{k.name}-console.log"
     console.unlink(missing_ok=True)
-    for attempt in (1, 2):
-        say(f"arm64 {k.name}: booting {vmlinuz.name} (TCG {CPU}, {SMP} CPUs); console in {console}")
-        t0 = time.monotonic()
-        rc = run(qemu_cmd(vmlinuz, initrd), console, timeout=args.timeout, check=False)
-        res.vm_seconds = time.monotonic() - t0
-        if attempt == 2 or not kernels.died_booting(console):
-            break
-        # A panic before our /init ran judges nothing of ours (kernels.boot).
-        first = console.with_name(console.stem + "-panicked-boot.log")
-        console.replace(first)
-        say(f"arm64 {k.name}: the kernel panicked before userland started ({first}); booting again")
+    say(f"arm64 {k.name}: booting {vmlinuz.name} (TCG {CPU}, {SMP} CPUs); console in {console}")
+    rc = kernels.boot_past_a_panic(
+        f"arm64 {k.name}",
+        console,
+        lambda: run(qemu_cmd(vmlinuz, initrd), console, timeout=args.timeout, check=False),
+        res,
+    )
     if rc == -9:
         raise StepFailed(
             f"arm64 {k.name}: the VM did not finish within {args.timeout:.0f} s and was killed "

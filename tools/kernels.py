@@ -599,26 +599,14 @@ def boot(k: Kernel, args: argparse.Namespace, logs: Path, res: KernelResult, str
         console = logs / f"kernel-{k.name}-console.log"
         console.unlink(missing_ok=True)
         cmd = qemu_cmd(accel, vmlinuz, initrd, MEMORY_MB, results_b64)
-        for attempt in (1, 2):
-            say(
-                f"{k.name}: booting ({res.accel}, {SMP} CPUs, {MEMORY_MB} MiB); "
-                f"console in {console}"
-            )
-            t0 = time.monotonic()
+        say(f"{k.name}: booting ({res.accel}, {SMP} CPUs, {MEMORY_MB} MiB); console in {console}")
+
+        def start() -> int:
             if stream:
-                rc = run_streamed(cmd, console, args.timeout)
-            else:
-                rc = run(cmd, console, timeout=args.timeout, check=False)
-            res.vm_seconds = time.monotonic() - t0
-            if attempt == 2 or not died_booting(console):
-                break
-            # Seen under TCG with 2 vCPUs: an int3 left by the kernel's own
-            # code patching (a static key flipped at boot) hit on the other
-            # vCPU, a panic before any of our code ran.  Nothing of the
-            # project's is judged by such a boot: boot once more.
-            first = console.with_name(console.stem + "-panicked-boot.log")
-            console.replace(first)
-            say(f"{k.name}: the kernel panicked before userland started ({first}); booting again")
+                return run_streamed(cmd, console, args.timeout)
+            return run(cmd, console, timeout=args.timeout, check=False)
+
+        rc = boot_past_a_panic(k.name, console, start, res)
         if rc == -9:
             raise StepFailed(
                 f"{k.name}: the VM did not finish within {args.timeout} s and was killed "
@@ -648,6 +636,25 @@ def died_booting(console: Path) -> bool:
     except OSError:
         return False
     return "Kernel panic" in text and "pidproc-vm: userland up" not in text
+
+
+def boot_past_a_panic(who: str, console: Path, start: Callable[[], int], res: KernelResult) -> int:
+    """start() the VM (its console in console) and return qemu's status,
+    its time in res.vm_seconds; once more if the kernel panicked before our
+    /init ran.  Seen under TCG with 2 vCPUs: an int3 left by the kernel's
+    own code patching (a static key flipped at boot) hit on the other vCPU.
+    Nothing of the project's is judged by such a boot; a panic after our
+    code started is a failure as any other."""
+    for attempt in (1, 2):
+        t0 = time.monotonic()
+        rc = start()
+        res.vm_seconds = time.monotonic() - t0
+        if attempt == 2 or not died_booting(console):
+            break
+        first = console.with_name(console.stem + "-panicked-boot.log")
+        console.replace(first)
+        say(f"{who}: the kernel panicked before userland started ({first}); booting again")
+    return rc
 
 
 def run_streamed(cmd: list[str], log: Path, timeout: float) -> int:
