@@ -398,6 +398,55 @@ def test_keeper_handover_from_many_threads() -> None:
     assert results == {n: [("pdeathsig", n * 10 + i) for i in range(5)] for n in range(4)}
 
 
+@needs_core
+def test_keeper_spawn_returns_once_the_child_has_exec_d() -> None:
+    # The keeper does not wait for the exec: the asking thread does, woken
+    # by the child's own execve (CLONE_CHILD_CLEARTID), and learns the pid
+    # from the child.  So when Popen returns the child must run the new
+    # program, under the pid its pidfd names.
+    if "clone" not in USABLE:
+        pytest.skip("no clone path here")
+    sleep = os.path.realpath("/bin/sleep")
+    with pidproc.use_backend("clone"):  # never autokill: the keeper thread clones
+        for _ in range(30):
+            p = pidproc.Popen(["/bin/sleep", "30"], die_with_parent=True)
+            try:
+                exe = os.readlink(f"/proc/{p.pid}/exe")
+                with open(f"/proc/self/fdinfo/{p.pidfd}") as f:
+                    named = next(int(line.split()[1]) for line in f if line.startswith("Pid:"))
+            finally:
+                p.kill()
+                p.wait()
+            assert p.die_with_parent == "pdeathsig"
+            assert (exe, named) == (sleep, p.pid)
+
+
+@needs_core
+@pytest.mark.parametrize("path", ["clone3", "clone"])
+def test_keeper_spawn_errors_are_the_stdlibs(path: str, tmp_path: Path, no_leaks: None) -> None:
+    # A child of the keeper that fails before exec reports the error to the
+    # thread that asked, which reaps it: the stdlib's exception, nothing left.
+    if path not in USABLE:
+        pytest.skip(f"no {path} path here")
+    script = tmp_path / "not-executable"
+    script.write_text("#!/bin/sh\n")
+    cases: list[dict[str, Any]] = [
+        {"args": [str(tmp_path / "missing")]},
+        {"args": ["true"], "cwd": str(tmp_path / "no-such-dir")},
+        {"args": [str(script)]},
+    ]
+    with pidproc.use_backend(path):
+        for kw in cases:
+            with pytest.raises(OSError) as want:
+                subprocess.Popen(**kw)
+            with pytest.raises(OSError) as got:
+                pidproc.Popen(**kw, die_with_parent=True)
+            assert (type(got.value), got.value.errno, got.value.filename, str(got.value)) == (
+                type(want.value), want.value.errno, want.value.filename, str(want.value)
+            ), kw  # fmt: skip
+        assert pidproc.run(["true"], die_with_parent=True).returncode == 0
+
+
 THREAD_STATE = "grep ^Cpus_allowed_list: /proc/$$/status; cut -d' ' -f19 /proc/$$/stat"
 
 

@@ -3,10 +3,14 @@
  * CONTRACT.  pidproc_child_main() runs in a child created with CLONE_VM |
  * CLONE_VFORK: it shares every page of the parent's memory, including the
  * parent thread's TLS (errno), while the parent thread is suspended until
- * the child execs or exits.  Therefore, from here until execve/_exit:
+ * the child execs or exits.  (A child of the keeper thread is made without
+ * CLONE_VFORK: the thread that asked is the one suspended, and the keeper
+ * only goes back to sleep, touching nothing the child uses; _lifecycle.c
+ * says why that holds.)  Therefore, from here until execve/_exit:
  *   - only async-signal-safe calls (POSIX.1 list) and raw syscalls;
  *   - no malloc/free, no stdio, no locks, no writes to global state other
- *     than req->err_step/err_errno, which is how the failure is reported;
+ *     than req->err_step/err_errno, which is how the failure is reported
+ *     (and req->pid, when the keeper thread cloned: see _internal.h);
  *   - no glibc set*id wrappers: they broadcast the change to every thread
  *     of the process (nptl's setxid), and the "process" here is the parent's
  *     threads; raw syscalls change only this task;
@@ -194,6 +198,11 @@ int pidproc_child_main(void *arg)
 {
     struct pidproc_child *ctx = arg;
     struct pidproc_spawn *req = ctx->req;
+
+    /* Cloned by the keeper thread: the thread that asked wakes from our exec
+     * (CLONE_CHILD_CLEARTID) before the keeper knows the clone's result. */
+    if (ctx->report_pid)
+        req->pid = (int)syscall(SYS_getpid);
 
     if (!ctx->handlers_cleared)
         reset_signal_handlers();

@@ -6,12 +6,21 @@
  * same syscall, so there is no instant at which the child exists without a
  * handle that cannot be recycled.
  *
+ * A spawn the keeper thread makes for another thread (die_with_parent, see
+ * _lifecycle.c) swaps CLONE_VFORK for CLONE_CHILD_CLEARTID: the thread
+ * that asked is the one that sleeps until the exec, on a word the kernel
+ * zeroes and wakes from the child's execve or exit, and the keeper returns
+ * from the clone at once.  That is one wake-up per spawn, as without the
+ * keeper; a keeper asleep in CLONE_VFORK that then woke the asking thread
+ * made two, the second often of an idle CPU (README.md, "What it costs").
+ *
  * The child runs on a stack from the pool in _stack.c (mmap'd once, with a
  * guard page below it, and kept for the next spawn), taken before the clone
- * and given back when the parent thread wakes, which is when the child has
- * exec'd or exited.  Not a buffer in this function's frame, as musl's
- * posix_spawn has: a thread made with threading.stack_size(32768), or a
- * main thread under a small `ulimit -s`, has no room for one.
+ * and given back when the parent thread (or the asking thread) wakes, which
+ * is when the child has exec'd or exited.  Not a buffer in this function's
+ * frame, as musl's posix_spawn has: a thread made with
+ * threading.stack_size(32768), or a main thread under a small `ulimit -s`,
+ * has no room for one.
  *
  * clone3 (kernel 5.3) needs a trampoline: with a new stack the child resumes
  * inside the syscall instruction on an empty stack, so it must not return
@@ -26,6 +35,7 @@
 #include <sched.h>
 #include <stdint.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #ifndef CLONE_PIDFD
@@ -37,35 +47,29 @@
 #define __NR_clone3 435
 #endif
 
-/* What both paths keep across the clone call: the child's stack, the
- * caller's signal mask (restored in the parent afterwards and in the child
- * first thing), what the child receives, and the caller's errno (the child
- * runs on this thread's TLS and may change it). */
-struct clone_frame {
-    struct pidproc_stack stack;
-    sigset_t old_mask;
-    struct pidproc_child ctx;
-    int saved_errno;
-};
 
 /* Before the clone: unpack the request, take a stack, block every signal
  * (no handler may run in the child before the handlers are reset).  0, or an
- * errno (ENOMEM) with nothing taken, errno as the caller had it.  child_mask:
- * the mask the child restores (NULL: this thread's; the keeper thread passes
- * the mask of the thread that asked, see pidproc_keeper_call). */
-static int begin(struct pidproc_spawn *req, struct clone_frame *f, const sigset_t *child_mask)
+ * errno (ENOMEM) with nothing taken, errno as the caller had it.  h: NULL
+ * when this thread asked; the keeper passes the asking thread's handover
+ * (its signal mask is the one the child restores, and the child tells it
+ * the pid, see _internal.h). */
+static int begin(struct pidproc_spawn *req, struct pidproc_clone_frame *f, const struct pidproc_handover *h)
 {
     sigset_t all;
     f->saved_errno = errno;
-    f->ctx = (struct pidproc_child){req, child_mask ? child_mask : &f->old_mask, 0};
+    f->ctx = (struct pidproc_child){req, h ? h->child_mask : &f->old_mask, 0, h != NULL};
     pidproc_prepare(req);
     int rc = pidproc_stack_take(&f->stack);
     if (rc != 0) {
         errno = f->saved_errno;
         return rc;   /* ENOMEM: nothing created, the caller treats it as transient */
     }
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &f->old_mask);
+    /* The keeper thread blocks every signal all its life. */
+    if (!h) {
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &f->old_mask);
+    }
     return 0;
 }
 
@@ -83,16 +87,11 @@ static int has_extras(const struct pidproc_spawn *req)
     return req->clone3_flags != 0 || req->into_cgroup;
 }
 
-/* After the clone, when the parent thread runs again: the child has exec'd
- * or exited (CLONE_VFORK), so its stack is free.  pid is the clone's result,
- * err its errno when pid < 0.  Checks the pidfd slot (Go found emulators
- * that ignore CLONE_PIDFD) and reaps a child that failed before exec. */
-static int end(struct pidproc_spawn *req, struct clone_frame *f, long pid, int err)
+/* The request's half of the end: pid is the clone's result, err its errno
+ * when pid < 0.  Checks the pidfd slot (Go found emulators that ignore
+ * CLONE_PIDFD) and reaps a child that failed before exec. */
+static int finish(struct pidproc_spawn *req, long pid, int err)
 {
-    pthread_sigmask(SIG_SETMASK, &f->old_mask, NULL);
-    pidproc_stack_put(&f->stack);
-    errno = f->saved_errno;
-
     if (pid < 0) {
         req->pidfd = -1;
         return not_here(err) && !has_extras(req) ? -err : err;
@@ -108,6 +107,39 @@ static int end(struct pidproc_spawn *req, struct clone_frame *f, long pid, int e
         req->pidfd = fd >= 0 ? (int)fd : -1;
     }
     return 0;
+}
+
+int pidproc_clone_finish(struct pidproc_spawn *req, struct pidproc_clone_frame *f)
+{
+    pidproc_stack_put(&f->stack);
+    if (req->pid == 0 && req->pidfd >= 0) {
+        /* Killed (SIGKILL) before its first instruction stored the pid: it
+         * is dying, and waitid names it without reaping it. */
+        siginfo_t info = {0};
+        int saved = errno;
+        while (waitid((idtype_t)PIDPROC_P_PIDFD, (id_t)req->pidfd, &info, WEXITED | WNOWAIT) < 0
+               && errno == EINTR) {}
+        errno = saved;
+        req->pid = info.si_pid;
+    }
+    return finish(req, req->pid, 0);
+}
+
+/* After the clone.  The calling thread (no h) runs again when the child
+ * has exec'd or exited (CLONE_VFORK), so the stack is free.  The keeper (h)
+ * returns at once and finishes only a failed clone: a child made runs on
+ * the frame's stack and reads its ctx, both the asking thread's from now
+ * on, and shares the keeper's TLS, so errno is not touched either. */
+static int end(struct pidproc_spawn *req, struct pidproc_clone_frame *f, long pid, int err,
+               const struct pidproc_handover *h)
+{
+    if (h && pid >= 0)
+        return 0;
+    if (!h)
+        pthread_sigmask(SIG_SETMASK, &f->old_mask, NULL);
+    pidproc_stack_put(&f->stack);
+    errno = f->saved_errno;
+    return finish(req, pid, err);
 }
 
 #if defined(__x86_64__) || defined(__aarch64__)
@@ -184,39 +216,43 @@ static int clear_sighand_rejected;
 
 int pidproc_clone3_compiled(void) { return 1; }
 
-static int clone3_spawn(struct pidproc_spawn *req, const sigset_t *child_mask)
+static int clone3_spawn(struct pidproc_spawn *req, const struct pidproc_handover *h)
 {
-    struct clone_frame f;
-    int rc = begin(req, &f, child_mask);
+    struct pidproc_clone_frame own, *f = h ? h->frame : &own;
+    int rc = begin(req, f, h);
     if (rc != 0)
         return rc;
     long pid;
     for (;;) {
         struct clone_args_v2 ca = {0};
         size_t size = CLONE_ARGS_SIZE_VER0;
-        f.ctx.handlers_cleared = !clear_sighand_rejected;
-        ca.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | req->clone3_flags |
-                   (f.ctx.handlers_cleared ? PIDPROC_CLONE_CLEAR_SIGHAND : 0);
+        f->ctx.handlers_cleared = !clear_sighand_rejected;
+        ca.flags = CLONE_VM | (h ? 0 : CLONE_VFORK) | CLONE_PIDFD | req->clone3_flags |
+                   (f->ctx.handlers_cleared ? PIDPROC_CLONE_CLEAR_SIGHAND : 0);
         ca.pidfd = (uint64_t)(uintptr_t)&req->pidfd;
+        if (h) {
+            ca.flags |= CLONE_CHILD_CLEARTID;
+            ca.child_tid = (uint64_t)(uintptr_t)h->exec_word;
+        }
         /* An autoreaped child sends no exit signal: the kernel insists. */
         ca.exit_signal = (req->clone3_flags & PIDPROC_CLONE_AUTOREAP) ? 0 : SIGCHLD;
-        ca.stack = (uint64_t)(uintptr_t)f.stack.base;   /* clone3: base and size */
-        ca.stack_size = f.stack.size;
+        ca.stack = (uint64_t)(uintptr_t)f->stack.base;   /* clone3: base and size */
+        ca.stack_size = f->stack.size;
         if (req->into_cgroup) {
             ca.flags |= PIDPROC_CLONE_INTO_CGROUP;
             ca.cgroup = (uint64_t)(unsigned int)req->cgroup_fd;
             size = CLONE_ARGS_SIZE_VER2;
         }
-        pid = clone3_call(&ca, size, pidproc_child_main, &f.ctx);
+        pid = clone3_call(&ca, size, pidproc_child_main, &f->ctx);
         /* With lifecycle flags an EINVAL may be theirs: the retry without
          * CLONE_CLEAR_SIGHAND is for plain requests only (see has_extras). */
-        if (pid == -EINVAL && f.ctx.handlers_cleared && !has_extras(req)) {
+        if (pid == -EINVAL && f->ctx.handlers_cleared && !has_extras(req)) {
             clear_sighand_rejected = 1;
             continue;
         }
         break;
     }
-    return end(req, &f, pid, pid < 0 ? (int)-pid : 0);
+    return end(req, f, pid, pid < 0 ? (int)-pid : 0, h);
 }
 
 int pidproc_spawn_clone3(struct pidproc_spawn *req)
@@ -235,22 +271,22 @@ int pidproc_spawn_clone3(struct pidproc_spawn *req)
 }
 #endif
 
-static int clone_spawn(struct pidproc_spawn *req, const sigset_t *child_mask)
+static int clone_spawn(struct pidproc_spawn *req, const struct pidproc_handover *h)
 {
-    struct clone_frame f;
+    struct pidproc_clone_frame own, *f = h ? h->frame : &own;
     if (has_extras(req)) {
         pidproc_prepare(req);
         return EINVAL;   /* clone3 alone takes these; Python never sends them here */
     }
-    int rc = begin(req, &f, child_mask);
+    int rc = begin(req, f, h);
     if (rc != 0)
         return rc;
     /* glibc's clone() takes the top of the stack.  With CLONE_PIDFD the
-     * kernel stores the pidfd through parent_tid. */
-    int pid = clone(pidproc_child_main, f.stack.base + f.stack.size,
-                    CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &f.ctx,
-                    &req->pidfd);
-    return end(req, &f, pid, pid < 0 ? errno : 0);
+     * kernel stores the pidfd through parent_tid; tls is unused. */
+    int pid = clone(pidproc_child_main, f->stack.base + f->stack.size,
+                    CLONE_VM | CLONE_PIDFD | SIGCHLD | (h ? CLONE_CHILD_CLEARTID : CLONE_VFORK),
+                    &f->ctx, &req->pidfd, NULL, h ? h->exec_word : NULL);
+    return end(req, f, pid, pid < 0 ? errno : 0, h);
 }
 
 int pidproc_spawn_clone(struct pidproc_spawn *req)

@@ -43,6 +43,7 @@ struct pidproc_child {
     struct pidproc_spawn *req;
     const sigset_t *old_mask;   /* the caller's signal mask, restored in the child */
     int handlers_cleared;       /* CLONE_CLEAR_SIGHAND already reset the handlers */
+    int report_pid;             /* store getpid() in req->pid: the keeper's caller reads it */
 };
 
 /* The child side: runs on the parent's memory, never returns. */
@@ -68,15 +69,54 @@ void pidproc_prepare(struct pidproc_spawn *req);
 /* Reap a child that failed before exec, close its pidfd; keeps errno. */
 void pidproc_reap_failed(struct pidproc_spawn *req);
 
-/* One clone3/clone spawn.  child_mask is the signal mask the child starts
- * the program with: NULL for the calling thread's own, or the mask of the
- * thread that handed the spawn to the keeper thread. */
-typedef int (*pidproc_spawn_fn)(struct pidproc_spawn *req, const sigset_t *child_mask);
+/* A stack for one clone3/clone child (_stack.c): usable bytes
+ * [base, base + size), a PROT_NONE guard page below base. */
+struct pidproc_stack {
+    char *base;
+    size_t size;
+    int slot;   /* which pool slot, or negative: mapped for this spawn alone */
+};
+
+/* What a clone3/clone spawn keeps across the clone call: the child's
+ * stack, the caller's signal mask (restored in the parent afterwards and in
+ * the child first thing), what the child receives, and the caller's errno
+ * (the child runs on this thread's TLS and may change it). */
+struct pidproc_clone_frame {
+    struct pidproc_stack stack;
+    sigset_t old_mask;
+    struct pidproc_child ctx;
+    int saved_errno;
+};
+
+/* How a spawn run on the keeper thread (_lifecycle.c) reaches the thread
+ * that asked for it.  That thread sleeps on exec_word, which is nonzero
+ * until the child has exec'd or exited: the clone passes it as
+ * CLONE_CHILD_CLEARTID, so the kernel zeroes it and wakes the sleeper from
+ * the child's own execve or exit, one wake-up and no hop through the
+ * keeper.  When no child was made, the keeper stores the error in *failed
+ * and then zeroes and wakes exec_word itself. */
+struct pidproc_handover {
+    const sigset_t *child_mask;   /* the asking thread's: the child starts with it */
+    uint32_t *exec_word;
+    int *failed;
+    struct pidproc_clone_frame *frame;
+};
+
+/* One clone3/clone spawn.  h is NULL when the calling thread clones itself;
+ * then the result is complete when it returns.  With h (the keeper), a
+ * return of 0 means a child was made and the asking thread finishes the
+ * request with pidproc_clone_finish() once exec_word is zero; the keeper
+ * touches nothing of the request after the clone.  Nonzero: no child. */
+typedef int (*pidproc_spawn_fn)(struct pidproc_spawn *req, const struct pidproc_handover *h);
+
+/* The asking thread's half of a keeper spawn whose clone made a child
+ * (_clone.c): the failed-before-exec reap, the pidfd check. */
+int pidproc_clone_finish(struct pidproc_spawn *req, struct pidproc_clone_frame *f);
 
 /* Run fn on the keeper thread (_lifecycle.c), a thread that never exits, so
  * that a parent-death signal set in the child never fires because the
- * Python thread that asked for the spawn ended.  Blocks until fn returns;
- * the child gets the calling thread's signal mask. */
+ * Python thread that asked for the spawn ended.  Blocks until the child has
+ * exec'd or exited; the child gets the calling thread's signal mask. */
 int pidproc_keeper_call(pidproc_spawn_fn fn, struct pidproc_spawn *req);
 
 /* A function of the running glibc, looked up with dlsym the first time
@@ -93,13 +133,6 @@ void *pidproc_glibc_fn(struct pidproc_glibc_fn *f);
 typedef int (*pidproc_pidfd_getpid_fn)(int);
 pidproc_pidfd_getpid_fn pidproc_glibc_pidfd_getpid(void);
 
-/* A stack for one clone3/clone child (_stack.c): usable bytes
- * [base, base + size), a PROT_NONE guard page below base. */
-struct pidproc_stack {
-    char *base;
-    size_t size;
-    int slot;   /* which pool slot, or negative: mapped for this spawn alone */
-};
 
 /* 0, or an errno (ENOMEM) with nothing taken.  Async-signal-unsafe only on
  * the first use of a slot (mmap); never called from the child. */

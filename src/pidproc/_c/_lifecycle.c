@@ -8,17 +8,35 @@
  * the child exits, not the process: a child spawned from a worker thread
  * would be killed when that worker ends.  So a die_with_parent child that
  * relies on the parent-death signal is cloned by one thread that never
- * exits, started on first use: the Python thread hands it the request and
- * sleeps until the spawn returns (a mutex and two condition variables).
- * Sleeping at once, not spinning or yielding first: measured on two 2-CPU
- * machines, a run of sched_yield() before the sleep took a die_with_parent
- * spawn+wait from 1.09x to 1.00x a plain one on the first and from 1.06x
- * to 1.14x on the second (the scheduler places the keeper and the child
- * differently while the caller stays runnable), for more CPU time on both.
+ * exits, started on first use.  The Python thread posts it the request
+ * (a mutex and a condition variable) and sleeps until the child has exec'd
+ * or exited, on a futex word the kernel zeroes and wakes from the child's
+ * execve or exit (CLONE_CHILD_CLEARTID, _clone.c); the child stores its
+ * pid in the request first thing.  The keeper clones without CLONE_VFORK
+ * and goes straight back to waiting for the next job.  So the asking
+ * thread is woken once, by the child, as a plain spawn's parent is by its
+ * vfork child.  Measured with `nox -s bench -- -k s12a` on a 2-CPU machine:
+ * a die_with_parent spawn+wait cost 1.06x a plain one when the keeper slept
+ * in CLONE_VFORK and then woke the caller (most often on the other, idle
+ * CPU), 1.08x with the caller and the keeper both woken by the exec, and
+ * 1.03x as now.  (Spinning or yielding before the sleep, tried earlier,
+ * helped on one machine and cost 8 % on another.)
+ *
+ * The keeper runs on while its child does, and the child uses the keeper's
+ * TLS (CLONE_VM without CLONE_SETTLS).  That is safe because between the
+ * clone and its next job the keeper only takes k_lock and waits on
+ * k_posted.  glibc's mutex and condition variable make raw futex calls,
+ * which never set errno.  The thread fields they do write (the
+ * cancellation state, which the child's cancellable calls such as close
+ * also update, atomically, and the cleanup chain) matter only to
+ * pthread_cancel, which nothing calls on the keeper.  The child reads
+ * nothing of the keeper's stack: its ctx and stack belong to the job, on
+ * the asking thread's side (struct pidproc_handover).  The next job
+ * cannot come before the exec: the asking thread holds k_turn until then.
  * Only process death (exit, a fatal signal, SIGKILL included) or an execve
- * of the process ends it, and then the signal is what we want.  Spawns
- * through it are serialised: the clone3/clone parent is suspended until the
- * child execs anyway, so one keeper can clone as fast as one thread can.
+ * of the process ends the keeper, and then the signal is what we want.
+ * Spawns through it are serialised by k_turn: one asking thread at a time
+ * waits for its child's exec, as one thread spawning alone would.
  *
  * The child must start the program with the signal mask of the thread that
  * asked, not the keeper's (which blocks everything): the caller's mask
@@ -41,6 +59,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
@@ -52,6 +71,9 @@
 
 /* ---- the keeper thread ---------------------------------------------------- */
 
+/* On the asking thread's stack, which it leaves only when exec_word is 0:
+ * the keeper reads the job before the clone and, after it, writes to it
+ * only when no child was made (rc, then exec_word). */
 struct keeper_job {
     pidproc_spawn_fn fn;
     struct pidproc_spawn *req;
@@ -61,13 +83,13 @@ struct keeper_job {
     int nice;        /* the calling thread's, if have_nice */
     int have_nice;
     int rc;
-    int done;
+    uint32_t exec_word;   /* see struct pidproc_handover */
+    struct pidproc_clone_frame frame;
 };
 
 static pthread_mutex_t k_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t k_turn = PTHREAD_MUTEX_INITIALIZER;   /* one job at a time */
 static pthread_cond_t k_posted = PTHREAD_COND_INITIALIZER;
-static pthread_cond_t k_done = PTHREAD_COND_INITIALIZER;
 static struct keeper_job *k_job;
 static int k_running;
 
@@ -121,11 +143,17 @@ static void *keeper_main(void *unused)
         k_job = NULL;
         pthread_mutex_unlock(&k_lock);
         keeper_match_caller(job);
-        int rc = job->fn(job->req, &job->mask);
+        struct pidproc_handover h = {&job->mask, &job->exec_word, &job->rc, &job->frame};
+        int rc = job->fn(job->req, &h);
+        if (rc != 0) {
+            /* No child, so no exec to wake the asking thread: do it here. */
+            *h.failed = rc;
+            __atomic_store_n(h.exec_word, 0, __ATOMIC_RELEASE);
+            (void)syscall(SYS_futex, h.exec_word, FUTEX_WAKE, 1, NULL, NULL, 0);
+        }
+        /* Otherwise job is not ours to touch: the asking thread may have
+         * woken from the child's exec and returned already. */
         pthread_mutex_lock(&k_lock);
-        job->rc = rc;
-        job->done = 1;
-        pthread_cond_broadcast(&k_done);
     }
     return NULL;
 }
@@ -162,7 +190,7 @@ int pidproc_keeper_call(pidproc_spawn_fn fn, struct pidproc_spawn *req)
     job.fn = fn;
     job.req = req;
     job.rc = 0;
-    job.done = 0;
+    job.exec_word = 1;
     pthread_sigmask(SIG_BLOCK, NULL, &job.mask);
     /* More than CPU_SETSIZE CPUs: EINVAL, and the keeper's affinity stays. */
     job.have_cpus = sched_getaffinity(0, sizeof job.cpus, &job.cpus) == 0;
@@ -179,11 +207,18 @@ int pidproc_keeper_call(pidproc_spawn_fn fn, struct pidproc_spawn *req)
     pthread_mutex_lock(&k_lock);
     k_job = &job;
     pthread_cond_signal(&k_posted);
-    while (!job.done)
-        pthread_cond_wait(&k_done, &k_lock);
     pthread_mutex_unlock(&k_lock);
+    /* Shared (not FUTEX_PRIVATE): the kernel's CLONE_CHILD_CLEARTID wake
+     * is, and only a waiter of the same kind matches it.  EINTR (a signal
+     * handler ran) and spurious wakes just look again. */
+    int saved = errno;
+    while (__atomic_load_n(&job.exec_word, __ATOMIC_ACQUIRE) != 0)
+        (void)syscall(SYS_futex, &job.exec_word, FUTEX_WAIT, 1, NULL, NULL, 0);
+    errno = saved;
     pthread_mutex_unlock(&k_turn);
-    return job.rc;
+    if (job.rc != 0)
+        return job.rc;
+    return pidproc_clone_finish(req, &job.frame);
 }
 
 int pidproc_keeper_running(void) { return k_running; }
@@ -195,7 +230,6 @@ static void keeper_after_fork_in_child(void)
     memcpy(&k_lock, &fresh_mutex, sizeof k_lock);
     memcpy(&k_turn, &fresh_mutex, sizeof k_turn);
     memcpy(&k_posted, &fresh_cond, sizeof k_posted);
-    memcpy(&k_done, &fresh_cond, sizeof k_done);
     k_job = NULL;
     k_running = 0;
 }
