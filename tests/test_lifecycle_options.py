@@ -399,11 +399,15 @@ def test_keeper_handover_from_many_threads() -> None:
 
 
 @needs_core
-def test_keeper_spawn_returns_once_the_child_has_exec_d() -> None:
+def test_keeper_spawn_names_its_child() -> None:
     # The keeper does not wait for the exec: the asking thread does, woken
-    # by the child's own execve (CLONE_CHILD_CLEARTID), and learns the pid
-    # from the child.  So when Popen returns the child must run the new
-    # program, under the pid its pidfd names.
+    # from the child's exec (CLONE_CHILD_CLEARTID), and learns the pid from
+    # the child itself.  That pid must be the one the pidfd names, a child
+    # of this process that goes on to run the program.  (Like a vfork
+    # parent, the asking thread wakes when the child lets go of our memory,
+    # a moment before the new program is mapped: /proc/PID/exe may still
+    # name the old one just after Popen returns, as it may for a plain
+    # spawn.)
     if "clone" not in USABLE:
         pytest.skip("no clone path here")
     sleep = os.path.realpath("/bin/sleep")
@@ -411,14 +415,19 @@ def test_keeper_spawn_returns_once_the_child_has_exec_d() -> None:
         for _ in range(30):
             p = pidproc.Popen(["/bin/sleep", "30"], die_with_parent=True)
             try:
-                exe = os.readlink(f"/proc/{p.pid}/exe")
                 with open(f"/proc/self/fdinfo/{p.pidfd}") as f:
                     named = next(int(line.split()[1]) for line in f if line.startswith("Pid:"))
+                with open(f"/proc/{p.pid}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                deadline = time.monotonic() + 10
+                while (exe := os.readlink(f"/proc/{p.pid}/exe")) != sleep:
+                    assert time.monotonic() < deadline, exe
+                    time.sleep(0.001)
             finally:
                 p.kill()
                 p.wait()
             assert p.die_with_parent == "pdeathsig"
-            assert (exe, named) == (sleep, p.pid)
+            assert (named, ppid) == (p.pid, os.getpid())
 
 
 @needs_core
