@@ -182,21 +182,25 @@ def pidfd_wait_state() -> State:
             if not _posix.NATIVE and _native.MISSING is not None:
                 why = f"this Python's os has no pidfd_open/waitid, and {_native.MISSING}"
             for path in PATHS:
-                if path.name == "pid":
-                    continue
-                if path.c_function is not None and _native.MISSING is not None:
-                    mark_unusable(path.name, errno.ENOSYS, _native.MISSING)
-                else:
+                if path.name != "pid" and not _unusable_without_core(path):
                     mark_unusable(path.name, errno.ENOSYS, why)
     return _pidfd_wait
+
+
+def _unusable_without_core(path: SpawnPath) -> bool:
+    """A path that calls into the C core is unusable when the core did not
+    load, whatever the kernel has: marked so, with the loader's reason."""
+    if path.c_function is not None and _native.MISSING is not None:
+        mark_unusable(path.name, errno.ENOSYS, _native.MISSING)
+        return True
+    return False
 
 
 def _static_check(path: SpawnPath) -> None:
     """Facts known without spawning anything."""
     if _state[path.name] is not State.UNKNOWN:
         return
-    if path.c_function is not None and _native.MISSING is not None:
-        mark_unusable(path.name, errno.ENOSYS, _native.MISSING)
+    if _unusable_without_core(path):
         return
     pidfd_wait_state()
     if _state[path.name] is not State.UNKNOWN or path.static_check is None:
