@@ -122,6 +122,17 @@ int pidproc_clone_finish(struct pidproc_spawn *req, struct pidproc_clone_frame *
         errno = saved;
         req->pid = info.si_pid;
     }
+    if (req->pid <= 0) {
+        /* No pid: no pidfd either (an emulator that ignores CLONE_PIDFD),
+         * or the child was reaped already (SIGCHLD ignored).  Never hand
+         * back pid 0, which signals would take for our own process group.
+         * Transient, as a failed clone is. */
+        if (req->pidfd >= 0)
+            close(req->pidfd);
+        req->pidfd = -1;
+        req->pid = 0;
+        return EAGAIN;
+    }
     return finish(req, req->pid, 0);
 }
 
