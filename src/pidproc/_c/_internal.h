@@ -93,13 +93,12 @@ struct pidproc_clone_frame {
  * until the child has exec'd or exited: the clone passes it as
  * CLONE_CHILD_CLEARTID, so the kernel zeroes it and wakes the sleeper from
  * the child's own execve or exit, one wake-up and no hop through the
- * keeper.  When no child was made, the keeper stores the error in *failed
- * and then zeroes and wakes exec_word itself. */
+ * keeper.  When no child was made, the keeper zeroes and wakes exec_word
+ * itself (_lifecycle.c). */
 struct pidproc_handover {
     const sigset_t *child_mask;   /* the asking thread's: the child starts with it */
     uint32_t *exec_word;
-    int *failed;
-    struct pidproc_clone_frame *frame;
+    struct pidproc_clone_frame *frame;   /* the asking thread's: the child runs on it */
 };
 
 /* One clone3/clone spawn.  h is NULL when the calling thread clones itself;

@@ -143,13 +143,13 @@ static void *keeper_main(void *unused)
         k_job = NULL;
         pthread_mutex_unlock(&k_lock);
         keeper_match_caller(job);
-        struct pidproc_handover h = {&job->mask, &job->exec_word, &job->rc, &job->frame};
+        struct pidproc_handover h = {&job->mask, &job->exec_word, &job->frame};
         int rc = job->fn(job->req, &h);
         if (rc != 0) {
             /* No child, so no exec to wake the asking thread: do it here. */
-            *h.failed = rc;
-            __atomic_store_n(h.exec_word, 0, __ATOMIC_RELEASE);
-            (void)syscall(SYS_futex, h.exec_word, FUTEX_WAKE, 1, NULL, NULL, 0);
+            job->rc = rc;
+            __atomic_store_n(&job->exec_word, 0, __ATOMIC_RELEASE);
+            (void)syscall(SYS_futex, &job->exec_word, FUTEX_WAKE, 1, NULL, NULL, 0);
         }
         /* Otherwise job is not ours to touch: the asking thread may have
          * woken from the child's exec and returned already. */
