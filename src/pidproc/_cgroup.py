@@ -130,9 +130,8 @@ class _Place:
         self.base = os.path.join(directory, f"pidproc-{pid}")
         self.hierarchy_base = f"{hierarchy_path.rstrip('/')}/pidproc-{pid}"
         self.numbers = itertools.count()
-        self.pool: list[str] = []
-        # The fds a pooled cgroup keeps: (directory, cgroup.events), -1 if none.
-        self.pooled_fds: dict[str, tuple[int, int]] = {}
+        # (path, its directory's fd, its cgroup.events fd), -1 for an fd not kept.
+        self.pool: list[tuple[str, int, int]] = []
         self.leftovers: set[str] = set()
         # Killed, not yet removed: at exit, worth waiting for (a killed
         # process leaves its cgroup only after it has let its memory go).
@@ -156,6 +155,9 @@ class _Place:
 _place: _Place | None = None
 _place_lock = threading.Lock()
 _why_not: str | None = None
+# Our pid, kept by the fork hook at the end: read at every kill_tree spawn
+# and reap, where a getpid() syscall each would cost more than the check.
+_pid = os.getpid()
 
 
 def place() -> _Place | None:
@@ -163,10 +165,10 @@ def place() -> _Place | None:
     (see :func:`why_not`) where no writable cgroup2 directory exists."""
     global _place, _why_not
     current = _place
-    if current is not None and current.pid == os.getpid():
+    if current is not None and current.pid == _pid:
         return current
     with _place_lock:
-        pid = os.getpid()
+        pid = _pid
         if _place is not None and _place.pid == pid:
             return _place
         _place = None  # a forked child: its parent's place is not its own
@@ -203,7 +205,7 @@ def _sweep_dead(directory: str) -> None:
         if not name.startswith("pidproc-") or not name[8:].isdigit():
             continue
         pid = int(name[8:])
-        if pid == os.getpid() or _alive(pid):
+        if pid == _pid or _alive(pid):
             continue
         base = os.path.join(directory, name)
         with contextlib.suppress(OSError):
@@ -265,7 +267,7 @@ class Tree:
 
     __slots__ = (
         "path", "_place", "_owner", "_released", "_killed", "_signalling", "_dir_fd",
-        "_events_fd", "_fresh_fds", "__weakref__",
+        "_events_fd", "_fresh_fds", "_unborn", "_listed", "__weakref__",
     )  # fmt: skip
 
     def __init__(self, where: _Place, path: str, dir_fd: int = -1, events_fd: int = -1) -> None:
@@ -280,6 +282,11 @@ class Tree:
         self._dir_fd = dir_fd
         self._events_fd = events_fd
         self._fresh_fds = False  # opened for this child: not yet held to the fd budget
+        # In the place's unborn set (new_tree puts it there, born takes it
+        # out), and ever put in its leftovers or dying: release then forgets
+        # it there; a child that simply ran and ended leaves it in neither.
+        self._unborn = True
+        self._listed = False
 
     @property
     def hierarchy_path(self) -> str:
@@ -305,9 +312,13 @@ class Tree:
 
     def born(self) -> None:
         """The spawn returned, its child is in the cgroup: from now on the
-        cleanup at exit judges it by its members."""
+        cleanup at exit judges it by its members.  Fds opened for this child
+        are held to the budget now (``trim``)."""
         with self._place.lock:
             self._place.unborn.discard(self.path)
+            self._unborn = False
+        if self._fresh_fds:
+            self.trim()
 
     def trim(self) -> None:
         """After the spawn: fds opened for this child that landed in the top
@@ -345,6 +356,7 @@ class Tree:
             if self._released:
                 return  # emptied and given back: another child's now, or gone
             self._killed = True
+            self._listed = True
             self._place.dying.add(self.path)
         if _USE_CGROUP_KILL:
             try:
@@ -417,7 +429,7 @@ class Tree:
         if self._released:
             return True
         where = self._place
-        if self._owner != os.getpid():
+        if self._owner != _pid:
             self._released = True  # a forked child's copy: the parent's to remove
             self._close_fds()
             return True
@@ -426,6 +438,8 @@ class Tree:
             with where.lock:
                 where.unborn.discard(self.path)
                 where.leftovers.add(self.path)
+                self._unborn = False
+                self._listed = True
             return False
         self._released = True
         if state == _GONE:
@@ -434,7 +448,8 @@ class Tree:
                 where.forget(self.path)
             return True
         with where.lock:
-            where.forget(self.path)
+            if self._unborn or self._listed:
+                where.forget(self.path)
             if (
                 len(where.pool) < _POOL_MAX
                 and where is _place
@@ -442,9 +457,9 @@ class Tree:
                 and not self._killed
                 and not self._signalling
             ):
-                self.trim()  # fds never held to the budget (the probe's): now
-                where.pool.append(self.path)
-                where.pooled_fds[self.path] = (self._dir_fd, self._events_fd)
+                if self._fresh_fds:
+                    self.trim()  # fds never held to the budget (the probe's): now
+                where.pool.append((self.path, self._dir_fd, self._events_fd))
                 self._dir_fd = self._events_fd = -1  # the pool's now
                 return True
         self._close_fds()
@@ -468,18 +483,20 @@ class Tree:
 def new_tree() -> Tree:
     """An empty cgroup for one child (from the pool, or a new one); raises
     OSError where :func:`place` cannot make one."""
-    where = place()
-    if where is None:
-        raise OSError(errno.EOPNOTSUPP, f"kill_tree cannot use a cgroup here: {_why_not}")
+    where = _place
+    if where is None or where.pid != _pid:
+        where = place()
+        if where is None:
+            raise OSError(errno.EOPNOTSUPP, f"kill_tree cannot use a cgroup here: {_why_not}")
     with where.lock:
         if where.leftovers:
             _remove_empty_leftovers(where)
         if where.pool:
             # Found empty when given back; only a privileged process moving
             # one in could have changed that, and nothing of ours would.
-            path = where.pool.pop()
+            path, dir_fd, events_fd = where.pool.pop()
             where.unborn.add(path)
-            return Tree(where, path, *where.pooled_fds.pop(path, (-1, -1)))
+            return Tree(where, path, dir_fd, events_fd)
         path = os.path.join(where.base, str(next(where.numbers)))
         where.unborn.add(path)
     try:
@@ -518,13 +535,12 @@ def _cleanup_at_exit() -> None:
     A Tree released later finds its cgroup gone.  Trees we killed get a
     moment to empty; one whose processes live on stays."""
     where = _place
-    if where is None or where.pid != os.getpid():
+    if where is None or where.pid != _pid:
         return
     with where.lock:
         where.closed = True
+        fds = [(dir_fd, events_fd) for _, dir_fd, events_fd in where.pool]
         where.pool.clear()
-        fds = list(where.pooled_fds.values())
-        where.pooled_fds.clear()
         where.leftovers.clear()
         dying = set(where.dying)
         unborn = set(where.unborn)
@@ -568,18 +584,21 @@ def _wait_empty(path: str, deadline: float) -> bool:
         os.close(fd)
 
 
-def _close_pool_fds_in_child() -> None:
-    # A forked child gets a place of its own (place()); the fds its
-    # parent's pool kept are of no use to it.  No lock: one thread here.
-    # The lock is new: another thread of the parent may have held it at the
-    # fork, and the Trees the child inherited still take it to signal.
+def _after_fork_in_child() -> None:
+    # A forked child has a pid of its own, and gets a place of its own
+    # (place()); the fds its parent's pool kept are of no use to it.  No
+    # lock: one thread here.  The lock is new: another thread of the parent
+    # may have held it at the fork, and the Trees the child inherited still
+    # take it to signal.
+    global _pid
+    _pid = os.getpid()
     where = _place
     if where is not None:
         where.lock = threading.Lock()
-        for pair in where.pooled_fds.values():
-            _close(*pair)
-        where.pooled_fds.clear()
+        for _, dir_fd, events_fd in where.pool:
+            _close(dir_fd, events_fd)
+        where.pool.clear()
 
 
 atexit.register(_cleanup_at_exit)
-os.register_at_fork(after_in_child=_close_pool_fds_in_child)
+os.register_at_fork(after_in_child=_after_fork_in_child)

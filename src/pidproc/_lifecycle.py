@@ -248,6 +248,7 @@ class Lifecycle:
         "cgroup",
         "_new_group",
         "_reaped",
+        "autoreaped",
     )
 
     def __init__(self, die_with_parent: bool, kill_tree: bool, no_new_privs: bool) -> None:
@@ -262,10 +263,9 @@ class Lifecycle:
         self.cgroup: _cgroup.Tree | None = None
         self._new_group = False  # process_group=0, set where the spawn happens
         self._reaped = False
-
-    @property
-    def autoreaped(self) -> bool:
-        return self.die == "autokill"
+        # The kernel reaps the child (die == "autokill"): read at each wait,
+        # so a plain attribute rather than a property.
+        self.autoreaped = False
 
     @property
     def may_drop_pidfd(self) -> bool:
@@ -276,10 +276,11 @@ class Lifecycle:
 
     # ---- before the spawn --------------------------------------------------
 
-    def prepare(self, a: ChildArgs) -> frozenset[str]:
+    def prepare(self, a: ChildArgs, force: str | None) -> frozenset[str]:
         """Choose the mechanisms, set the preexec_fn the spawn is to use in
         ``a``, and return what the spawn path must be able to express.
-        Raises what cannot be honoured (module docstring).
+        ``force`` is the forced path (``_spawn.state.forced()``).  Raises
+        what cannot be honoured (module docstring).
 
         The choice is memoised (``_choices``) where it depends on nothing
         but the key: not with die_with_parent (autokill depends on the
@@ -293,7 +294,7 @@ class Lifecycle:
             and (not self.want_nnp or "clone3_flags" in _facts)
         ):
             key = (
-                _paths.choice_key(), self.want_tree, self.want_nnp,
+                _paths.choice_key(force), self.want_tree, self.want_nnp,
                 a.process_group, a.start_new_session, _USE_CGROUP,
             )  # fmt: skip
             known = _choices.get(key)
@@ -331,6 +332,7 @@ class Lifecycle:
                 and self._pidfd_would_fit()
             ):
                 self.die = "autokill"
+                self.autoreaped = True
                 self.flags |= CLONE_PIDFD_AUTOKILL | CLONE_AUTOREAP
                 needs.add(CLONE3_FLAGS)
             elif c_child:
@@ -448,7 +450,6 @@ class Lifecycle:
     def spawned(self, popen: Popen) -> None:
         if self.cgroup is not None:
             self.cgroup.born()
-            self.cgroup.trim()
         popen.die_with_parent = self.die
         popen.kill_tree = self.tree
         popen.no_new_privs = self.nnp

@@ -60,7 +60,7 @@ from ._pidfd_sys import (
 )
 from ._spawn.dispatch import NO_PIDFD, Spawned, spawn_c
 from ._spawn.paths import needs_of
-from ._spawn.state import chain
+from ._spawn.state import chain, chain_forced, forced
 from ._stdlib import ChildArgs
 
 TYPE_CHECKING = False  # typing stays unloaded at run time (see __init__)
@@ -154,10 +154,12 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
         """The stdlib's hook, called with its own arguments (``ChildArgs``)."""
         a = ChildArgs(*arguments)
         life = self._lifecycle
-        needs = life.prepare(a) if life is not None else frozenset()
-        paths = chain(
-            needs | needs_of(a.preexec_fn, a.uid, a.gid, a.gids, a.umask, a.child_fds, a.pass_fds)
-        )
+        if life is None:
+            paths = chain(self._needs(a))
+        else:
+            force = forced()  # once for the choice and the chain
+            needs = life.prepare(a, force)  # first: it may wrap preexec_fn
+            paths = chain_forced(force, needs | self._needs(a))
         if paths[0].c_function is not None:
             spawned = spawn_c(a, paths, life.apply if life is not None else None)
             if spawned is not None:
@@ -181,6 +183,11 @@ class Popen(subprocess.Popen):  # type: ignore[type-arg]
             self.backend = "fork" + NO_PIDFD  # held by its PID, as the stdlib
         else:
             self._adopt(Spawned(self.pid, pidfd, "fork"))
+
+    @staticmethod
+    def _needs(a: ChildArgs) -> frozenset[str]:
+        """What the spawn path must express for the stdlib's own arguments."""
+        return needs_of(a.preexec_fn, a.uid, a.gid, a.gids, a.umask, a.child_fds, a.pass_fds)
 
     def _adopt(self, spawned: Spawned) -> None:
         self.pid = spawned.pid

@@ -136,11 +136,12 @@ def mark_usable(name: str) -> None:
             _generation += 1
 
 
-def choice_key() -> tuple[object, ...]:
+def choice_key(force: str | None) -> tuple[object, ...]:
     """What the paths a spawn may take depend on besides its request: the
-    forced path, the knobs, the paths' states (a counter of their changes).
-    A choice memoised under this key is still right while it is the same."""
-    return (forced(), _generation, *map(_module.__getitem__, _KNOBS))
+    forced path (``forced()``, read by the caller), the knobs, the paths'
+    states (a counter of their changes).  A choice memoised under this key
+    is still right while it is the same."""
+    return (force, _generation, *map(_module.__getitem__, _KNOBS))
 
 
 def unusable_because(name: str) -> int | None:
@@ -274,7 +275,12 @@ def reason(name: str) -> str | None:
 
 def chain(needs: frozenset[str]) -> list[SpawnPath]:
     """The paths to try for a request with these needs, in order."""
-    force = forced()
+    return chain_forced(forced(), needs)
+
+
+def chain_forced(force: str | None, needs: frozenset[str]) -> list[SpawnPath]:
+    """As :func:`chain`, with ``forced()`` read already by the caller (a
+    spawn with lifecycle options reads it once for its choice and its chain)."""
     key = (force, needs, *map(_module.__getitem__, _KNOBS))
     cached = _chains.get(key)
     if cached is None:
