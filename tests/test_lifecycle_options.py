@@ -456,6 +456,27 @@ def test_keeper_spawn_errors_are_the_stdlibs(path: str, tmp_path: Path, no_leaks
         assert pidproc.run(["true"], die_with_parent=True).returncode == 0
 
 
+@needs_core
+def test_keeper_child_killed_before_its_first_instruction() -> None:
+    # Such a child never told its pid: the asking thread names it through
+    # its pidfd (waitid WNOWAIT), a child killed before exec as the stdlib
+    # reports one (Popen returns, wait() says SIGKILL); with SIGCHLD ignored
+    # the kernel has reaped it, no pid can be named, and the spawn fails as
+    # a clone that could not be made (EAGAIN).  Never pid 0, nothing left.
+    if not CGROUP_OK or "clone3" not in USABLE:
+        pytest.skip("needs a writable cgroup2 directory and the clone3 path")
+    got = run_program("lifecycle_options_killed_at_birth", env=env_for(None))
+    if not got["killed_at_birth"]:
+        pytest.skip("this kernel does not kill a child born into a cgroup killed before")
+    assert got == {
+        "killed_at_birth": True,
+        "named": ["pdeathsig", True, True, True],
+        "reaped_by_kernel": ["BlockingIOError", errno.EAGAIN],
+        "fds_left": [],
+        "children_left": [],
+    }
+
+
 THREAD_STATE = "grep ^Cpus_allowed_list: /proc/$$/status; cut -d' ' -f19 /proc/$$/stat"
 
 
