@@ -468,7 +468,13 @@ def test_a_pidfd_readable_before_it_can_be_reaped_does_not_spin(
         popen = popen_of(p)
         popen._waitpid_lock.acquire()
         try:
-            await asyncio.sleep(0.6)
+            # Counted from the child's exit on (a zombie: its pidfd readable),
+            # however long an emulated machine takes to get there.
+            deadline = time.monotonic() + 60
+            while (p.pid, "Z") not in children():
+                assert time.monotonic() < deadline, "the child never exited"
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.55)
             held = len(looks)
             unknown = p.returncode
         finally:
