@@ -267,7 +267,7 @@ class Tree:
 
     __slots__ = (
         "path", "_place", "_owner", "_released", "_killed", "_signalling", "_dir_fd",
-        "_events_fd", "_fresh_fds", "_unborn", "_listed", "__weakref__",
+        "_events_fd", "_fresh_fds", "__weakref__",
     )  # fmt: skip
 
     def __init__(self, where: _Place, path: str, dir_fd: int = -1, events_fd: int = -1) -> None:
@@ -282,11 +282,6 @@ class Tree:
         self._dir_fd = dir_fd
         self._events_fd = events_fd
         self._fresh_fds = False  # opened for this child: not yet held to the fd budget
-        # In the place's unborn set (new_tree puts it there, born takes it
-        # out), and ever put in its leftovers or dying: release then forgets
-        # it there; a child that simply ran and ended leaves it in neither.
-        self._unborn = True
-        self._listed = False
 
     @property
     def hierarchy_path(self) -> str:
@@ -316,7 +311,6 @@ class Tree:
         are held to the budget now (``trim``)."""
         with self._place.lock:
             self._place.unborn.discard(self.path)
-            self._unborn = False
         if self._fresh_fds:
             self.trim()
 
@@ -356,7 +350,6 @@ class Tree:
             if self._released:
                 return  # emptied and given back: another child's now, or gone
             self._killed = True
-            self._listed = True
             self._place.dying.add(self.path)
         if _USE_CGROUP_KILL:
             try:
@@ -438,8 +431,6 @@ class Tree:
             with where.lock:
                 where.unborn.discard(self.path)
                 where.leftovers.add(self.path)
-                self._unborn = False
-                self._listed = True
             return False
         self._released = True
         if state == _GONE:
@@ -448,8 +439,7 @@ class Tree:
                 where.forget(self.path)
             return True
         with where.lock:
-            if self._unborn or self._listed:
-                where.forget(self.path)
+            where.forget(self.path)
             if (
                 len(where.pool) < _POOL_MAX
                 and where is _place
