@@ -9,6 +9,15 @@ S12b  ``kill_tree=True``: a cgroup per child where a cgroup2 directory is
       ``cgroup.events`` read), else a new process group.
 S12c  ``kill_tree=True`` in process-group mode (the cgroup knob off): what
       kill_tree costs where no cgroup can be made.
+S12d  S12b split in two (where kill_tree takes a cgroup): the same
+      ``kill_tree`` spawns with the child left in our own cgroup, so
+      everything of pidproc's runs (the pool, the request, the
+      ``cgroup.events`` read at the reap) but not ``CLONE_INTO_CGROUP``.
+      The plain spawn against it is pidproc's share; the real ``kill_tree``
+      spawn against it is the kernel's, for a child born into and running
+      in a cgroup of its own.  No target: a measurement that explains S12b.
+      Run apart from S12b, whose rounds a fourth side would change (longer
+      pauses between its batches).
 
 Target: each under 5 % of a plain spawn+wait (time ratio <= 1.05).
 """
@@ -51,6 +60,29 @@ def spawn_wait(name: str, popen: Callable[..., Any], expect: dict[str, str | Non
     return Side(name, run)
 
 
+def not_moved_into_its_cgroup(name: str) -> Side:
+    """``kill_tree=True`` spawns whose child stays in our cgroup: the request
+    is filled as usual, then its cgroup entry is taken out.  A measuring
+    device only; the child is in no tree."""
+    inner = spawn_wait(
+        name, lambda argv: pidproc.Popen(argv, kill_tree=True), {"kill_tree": "cgroup"}
+    )
+    apply = _lifecycle.Lifecycle.apply
+
+    def apply_without_entry(self: _lifecycle.Lifecycle, request: Any) -> None:
+        apply(self, request)
+        request.struct.into_cgroup = 0
+
+    def run(n: int) -> list[float]:
+        _lifecycle.Lifecycle.apply = apply_without_entry  # type: ignore[method-assign]
+        try:
+            return inner.run(n)
+        finally:
+            _lifecycle.Lifecycle.apply = apply  # type: ignore[method-assign]
+
+    return Side(name, run)
+
+
 def _mechanism(option: str) -> str | None:
     with pidproc.Popen([TRUE], **{option: True}) as p:
         pass
@@ -81,6 +113,28 @@ def scenario(key: str, option: str) -> Scenario:
     )
 
 
+def split_scenario() -> Scenario:
+    not_moved = not_moved_into_its_cgroup("pidproc kill_tree, child not moved into its cgroup")
+    with_it = spawn_wait(
+        "pidproc kill_tree=cgroup",
+        lambda argv: pidproc.Popen(argv, kill_tree=True),
+        {"kill_tree": "cgroup"},
+    )
+    plain = spawn_wait("pidproc plain", pidproc.Popen, {"kill_tree": None})
+    return Scenario(
+        "S12d",
+        "S12b split: kill_tree=True with the child not moved into its cgroup",
+        "one Popen([...]).wait(), in seconds",
+        [not_moved, with_it, plain],
+        [],
+        rounds=120,
+        per_round=30,
+        quick_per_round=2,
+        note="the plain side's speed-up below 1 is pidproc's share of S12b; "
+        "the kill_tree=cgroup side's, the kernel's",
+    )
+
+
 @needs_core
 def test_s12a_die_with_parent(benchmark: Any) -> None:
     compare(benchmark, scenario("S12a", "die_with_parent"))
@@ -88,6 +142,12 @@ def test_s12a_die_with_parent(benchmark: Any) -> None:
 
 def test_s12b_kill_tree(benchmark: Any) -> None:
     compare(benchmark, scenario("S12b", "kill_tree"))
+
+
+def test_s12d_kill_tree_split(benchmark: Any) -> None:
+    if _mechanism("kill_tree") != "cgroup":
+        pytest.skip(f"kill_tree takes no cgroup here: {_lifecycle.Lifecycle.cgroup_reason()}")
+    compare(benchmark, split_scenario())
 
 
 def test_s12c_kill_tree_process_group(benchmark: Any, monkeypatch: pytest.MonkeyPatch) -> None:
