@@ -60,13 +60,10 @@ def spawn_wait(name: str, popen: Callable[..., Any], expect: dict[str, str | Non
     return Side(name, run)
 
 
-def not_moved_into_its_cgroup(name: str) -> Side:
-    """``kill_tree=True`` spawns whose child stays in our cgroup: the request
-    is filled as usual, then its cgroup entry is taken out.  A measuring
-    device only; the child is in no tree."""
-    inner = spawn_wait(
-        name, lambda argv: pidproc.Popen(argv, kill_tree=True), {"kill_tree": "cgroup"}
-    )
+def not_moved_into_its_cgroup(kill_tree: Side) -> Side:
+    """The ``kill_tree=True`` side's spawns with the child left in our
+    cgroup: the request is filled as usual, then its cgroup entry is taken
+    out.  A measuring device only; the child is in no tree."""
     apply = _lifecycle.Lifecycle.apply
 
     def apply_without_entry(self: _lifecycle.Lifecycle, request: Any) -> None:
@@ -76,11 +73,11 @@ def not_moved_into_its_cgroup(name: str) -> Side:
     def run(n: int) -> list[float]:
         _lifecycle.Lifecycle.apply = apply_without_entry  # type: ignore[method-assign]
         try:
-            return inner.run(n)
+            return kill_tree.run(n)
         finally:
             _lifecycle.Lifecycle.apply = apply  # type: ignore[method-assign]
 
-    return Side(name, run)
+    return Side("pidproc kill_tree, child not moved into its cgroup", run)
 
 
 def _mechanism(option: str) -> str | None:
@@ -90,15 +87,20 @@ def _mechanism(option: str) -> str | None:
     return value
 
 
-def scenario(key: str, option: str) -> Scenario:
-    mechanism = _mechanism(option)
-    assert mechanism is not None
+def with_and_without(option: str, mechanism: str) -> tuple[Side, Side]:
+    """The spawn with the option (honoured by ``mechanism``) and without."""
     with_it = spawn_wait(
         f"pidproc {option}={mechanism}",
         lambda argv: pidproc.Popen(argv, **{option: True}),
         {option: mechanism},
     )
-    plain = spawn_wait("pidproc plain", pidproc.Popen, {option: None})
+    return with_it, spawn_wait("pidproc plain", pidproc.Popen, {option: None})
+
+
+def scenario(key: str, option: str) -> Scenario:
+    mechanism = _mechanism(option)
+    assert mechanism is not None
+    with_it, plain = with_and_without(option, mechanism)
     stdlib = spawn_wait("stdlib", subprocess.Popen, {})
     return Scenario(
         key,
@@ -114,18 +116,12 @@ def scenario(key: str, option: str) -> Scenario:
 
 
 def split_scenario() -> Scenario:
-    not_moved = not_moved_into_its_cgroup("pidproc kill_tree, child not moved into its cgroup")
-    with_it = spawn_wait(
-        "pidproc kill_tree=cgroup",
-        lambda argv: pidproc.Popen(argv, kill_tree=True),
-        {"kill_tree": "cgroup"},
-    )
-    plain = spawn_wait("pidproc plain", pidproc.Popen, {"kill_tree": None})
+    with_it, plain = with_and_without("kill_tree", "cgroup")
     return Scenario(
         "S12d",
         "S12b split: kill_tree=True with the child not moved into its cgroup",
         "one Popen([...]).wait(), in seconds",
-        [not_moved, with_it, plain],
+        [not_moved_into_its_cgroup(with_it), with_it, plain],
         [],
         rounds=120,
         per_round=30,
